@@ -411,7 +411,11 @@ def _read_idx_file(path: str, expected_magic: int) -> np.ndarray:
 
 
 def _read_keras_npz(path: str) -> MnistArrays:
-  """Read Keras' mnist.npz with allow_pickle=False."""
+  """Read Keras' mnist.npz with allow_pickle=False.
+
+  NOTE: unlike gzip sources, .npz members are not capped at _MAX_SOURCE_BYTES,
+  because np.load decompresses them itself.
+  """
   expected_format = (
       "Expected Keras' mnist.npz, a NumPy .npz archive with arrays "
       f"{', '.join(_NPZ_KEYS)}."
