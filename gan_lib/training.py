@@ -1,0 +1,295 @@
+"""The training loop: epochs, checkpoints, samples, summaries and export.
+
+The loop owns everything around the compiled step (`train_step`): resuming,
+checkpoint cadence, TensorBoard summaries, the per-epoch JSON Lines log, sample
+grids, the GIF and the SavedModel. It keeps the math out and the files in.
+"""
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from gan_lib import data
+from gan_lib import devices
+from gan_lib import images
+from gan_lib import io_utils
+from gan_lib import train_step
+
+NUM_SAMPLES = 64  # images in each sample grid, drawn from the same noise every epoch
+_SAMPLE_NOISE_SALT = 7919  # separates the sample noise seed from the training seed
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss or gradient norm became NaN or Inf."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGINT or SIGTERM stopped training after a checkpoint was saved."""
+
+  def __init__(self, signal_number, step):
+    super().__init__(f"stopped by signal {signal_number} at step {step}; checkpoint saved")
+    self.signal_number = signal_number
+    self.step = step
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a finished (or stopped) `train` call leaves behind."""
+
+  model: train_step.GanModel
+  step: int
+  epoch: int
+  precision: str
+  jit_compile: bool
+  epoch_rows: list
+
+
+class OutputPaths:
+  """The files and folders of a run's output folder."""
+
+  def __init__(self, output_dir):
+    self.root = output_dir
+    self.checkpoints = os.path.join(output_dir, "checkpoints")
+    self.samples = os.path.join(output_dir, "samples")
+    self.tensorboard = os.path.join(output_dir, "tensorboard")
+    self.saved_model = os.path.join(output_dir, "saved_model")
+    self.metrics = os.path.join(output_dir, "metrics.jsonl")
+    self.config = os.path.join(output_dir, "config.json")
+    self.gif = os.path.join(self.samples, "progress.gif")
+
+  def sample_png(self, epoch):
+    return os.path.join(self.samples, f"epoch_{epoch:04d}.png")
+
+  def make_folders(self):
+    for folder in (self.root, self.checkpoints, self.samples):
+      os.makedirs(folder, exist_ok=True)
+    io_utils.remove_temporary_files(self.root)
+    io_utils.remove_temporary_files(self.samples)
+
+
+class _SignalCatcher:
+  """Turns SIGINT and SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signal_number = None
+    self._previous = {}
+
+  def __enter__(self):
+    for number in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[number] = signal.signal(number, self._handle)
+      except ValueError:
+        pass  # Not the main thread: signals stay with the caller.
+    return self
+
+  def _handle(self, number, frame):
+    del frame
+    self.signal_number = number
+
+  def __exit__(self, *exc_info):
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+
+
+class ServingGenerator(tf.Module):
+  """The generator with a serving signature: noise [N, noise_dim] -> images [N, 28, 28, 1]."""
+
+  def __init__(self, generator):
+    super().__init__(name="serving_generator")
+    self.generator = generator
+    self.serve = tf.function(
+        self._serve,
+        input_signature=[tf.TensorSpec([None, generator.noise_dim], tf.float32, name="noise")])
+
+  def _serve(self, noise):
+    return {"images": self.generator(noise, training=False)}
+
+
+def export_generator(generator, export_dir):
+  """Saves `generator` as a SavedModel at `export_dir`, replacing an old one atomically.
+
+  The `serving_default` signature maps float32 noise [N, noise_dim] to float32
+  `images` [N, 28, 28, 1] in [-1, 1]; `tf.saved_model.load` reads it without this
+  library.
+  """
+  temporary_dir = export_dir + ".tmp"
+  if os.path.exists(temporary_dir):
+    shutil.rmtree(temporary_dir)
+  module = ServingGenerator(generator)
+  tf.saved_model.save(module, temporary_dir, signatures={"serving_default": module.serve})
+  io_utils.replace_directory(temporary_dir, export_dir)
+
+
+def sample_noise(seed, noise_dim, count=NUM_SAMPLES):
+  """Returns the fixed float32 noise [count, noise_dim] used for every sample grid."""
+  return tf.random.stateless_normal([count, noise_dim], seed=[seed, _SAMPLE_NOISE_SALT])
+
+
+def _progress_bar(total, initial, epoch):
+  """Returns a tqdm bar when stderr is a terminal, else None."""
+  if not sys.stderr.isatty():
+    return None
+  import tqdm
+  return tqdm.tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", unit="step",
+                   leave=False)
+
+
+def train(config, pipeline=None, epoch_callback=None):
+  """Trains a DCGAN as `config` says, resuming from a checkpoint in its output folder.
+
+  Args:
+    config: a `gan_lib.config.TrainConfig`; it is validated first.
+    pipeline: a `data.EpochPipeline` of training images; None builds one from the
+      TFDS `mnist` train split, preparing it offline if needed.
+    epoch_callback: optional `fn(model, epoch) -> dict` called after each epoch;
+      its float values join that epoch's JSON Lines row and summaries.
+
+  Returns:
+    A `TrainResult`.
+
+  Raises:
+    ConfigError: on an invalid configuration, before any work.
+    NonFiniteLossError: when a loss or gradient norm turns NaN or Inf.
+    TrainingInterrupted: after SIGINT or SIGTERM, once a checkpoint is saved.
+  """
+  config.validate()
+  paths = OutputPaths(config.output_dir)
+  paths.make_folders()
+  io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
+
+  if pipeline is None:
+    from gan_lib import mnist_prep
+    source = mnist_prep.ensure_mnist(config.data_dir, local_source=config.mnist_source)
+    logging.info("MNIST source: %s", source)
+    pipeline = data.EpochPipeline.from_tfds(config.batch_size, config.seed,
+                                            data_dir=config.data_dir)
+  if pipeline.batch_size != config.batch_size:
+    raise ValueError(
+        f"pipeline batch size {pipeline.batch_size} differs from --batch_size={config.batch_size}")
+
+  precision = devices.resolve_precision(config.precision)
+  jit_compile = devices.resolve_jit_compile(config.jit_compile)
+  logging.info("Train step mode: precision=%s, jit_compile=%s (requested %s, %s), device=%s",
+               precision, jit_compile, config.precision, config.jit_compile,
+               "GPU" if devices.has_gpu() else "CPU")
+
+  model = train_step.GanModel(
+      noise_dim=config.noise_dim, width=config.width, learning_rate=config.learning_rate,
+      beta1=config.beta1, beta2=config.beta2, seed=config.seed)
+  step_function = train_step.make_train_step(
+      model, config.batch_size, precision=precision, jit_compile=jit_compile)
+
+  # Completed epochs and the running loss sums of the current epoch are checkpointed
+  # too, so a resumed epoch reports the same means as an uninterrupted one.
+  epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False, name="epoch_sums")
+  checkpoint = tf.train.Checkpoint(
+      **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums)
+  manager = tf.train.CheckpointManager(
+      checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Resumed from %s at step %d, epoch %d", manager.latest_checkpoint,
+                 int(model.step), int(epoch_variable))
+
+  step = int(model.step)
+  epoch = int(epoch_variable)
+  steps_per_epoch = pipeline.steps_per_epoch
+  epoch_rows = [row for row in io_utils.read_json_lines(paths.metrics) if row["epoch"] <= epoch]
+  fixed_noise = sample_noise(config.seed, config.noise_dim)
+  writer = tf.summary.create_file_writer(paths.tensorboard)
+
+  def save_checkpoint():
+    path = manager.save(checkpoint_number=step)
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+  def reached_max_steps():
+    return config.max_steps is not None and step >= config.max_steps
+
+  with _SignalCatcher() as signals, writer.as_default():
+    while epoch < config.epochs and not reached_max_steps():
+      skip = step - epoch * steps_per_epoch
+      progress = _progress_bar(steps_per_epoch, skip, epoch)
+      epoch_start = time.perf_counter()
+      steps_this_run = 0
+      for batch in pipeline.epoch(epoch, skip_batches=skip):
+        outputs = step_function(batch)
+        step += 1
+        steps_this_run += 1
+        values = {name: float(value) for name, value in outputs.items()}
+        if not all(np.isfinite(value) for value in values.values()):
+          raise NonFiniteLossError(
+              f"non-finite value at step {step}: {values}; last checkpoint: "
+              f"{manager.latest_checkpoint or 'none'}")
+        epoch_sums.assign_add(
+            [values["discriminator_loss"], values["generator_loss"], 1.0])
+        if step % config.summary_every == 0:
+          for name, value in values.items():
+            tf.summary.scalar(f"train/{name}", value, step=step)
+        if progress is not None:
+          progress.update(1)
+          progress.set_postfix(d_loss=f"{values['discriminator_loss']:.3f}",
+                               g_loss=f"{values['generator_loss']:.3f}")
+        if signals.signal_number is not None:
+          save_checkpoint()
+          raise TrainingInterrupted(signals.signal_number, step)
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+          save_checkpoint()
+        if reached_max_steps():
+          break
+      if progress is not None:
+        progress.close()
+      seconds = time.perf_counter() - epoch_start
+      if step < (epoch + 1) * steps_per_epoch:
+        save_checkpoint()  # Stopped inside the epoch by --max_steps.
+        break
+
+      epoch += 1
+      sums = epoch_sums.numpy()
+      steps_per_second = steps_this_run / seconds if seconds > 0 else float("nan")
+      row = dict(
+          epoch=epoch,
+          step=step,
+          discriminator_loss=sums[0] / max(sums[2], 1.0),
+          generator_loss=sums[1] / max(sums[2], 1.0),
+          steps_per_second=steps_per_second,
+          images_per_second=steps_per_second * config.batch_size,
+          seconds=seconds,
+          time=time.time(),
+      )
+      grid = images.image_grid(model.generator(fixed_noise, training=False).numpy())
+      images.write_png(paths.sample_png(epoch), grid)
+      tf.summary.image("samples", grid[None, :, :, None], step=step)
+      tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
+      if epoch_callback is not None:
+        for name, value in epoch_callback(model, epoch).items():
+          row[name] = value
+          tf.summary.scalar(f"eval/{name}", value, step=step)
+      writer.flush()
+
+      epoch_rows = [r for r in epoch_rows if r["epoch"] < epoch] + [row]
+      io_utils.write_json_lines(paths.metrics, epoch_rows)
+      epoch_variable.assign(epoch)
+      epoch_sums.assign(tf.zeros([3], tf.float64))
+      save_checkpoint()
+      logging.info(
+          "Epoch %d/%d: step %d, discriminator_loss %.4f, generator_loss %.4f, "
+          "%.2f steps/s, %.1f s", epoch, config.epochs, step, row["discriminator_loss"],
+          row["generator_loss"], steps_per_second, seconds)
+
+  sample_paths = [paths.sample_png(e) for e in range(1, epoch + 1)
+                  if os.path.exists(paths.sample_png(e))]
+  if sample_paths:
+    images.write_gif(paths.gif, sample_paths)
+  export_generator(model.generator, paths.saved_model)
+  logging.info("Exported the generator SavedModel to %s", paths.saved_model)
+  return TrainResult(model=model, step=step, epoch=epoch, precision=precision,
+                     jit_compile=jit_compile, epoch_rows=epoch_rows)

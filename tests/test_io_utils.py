@@ -1,0 +1,51 @@
+"""Tests of atomic writes: no half-written file ever replaces a good one."""
+
+import os
+
+import pytest
+
+from gan_lib import io_utils
+
+def test_atomic_write_replaces_content(tmp_path):
+  path = tmp_path / "file.txt"
+  io_utils.atomic_write_text(str(path), "old")
+  io_utils.atomic_write_text(str(path), "new")
+  assert path.read_text() == "new"
+  assert os.listdir(tmp_path) == ["file.txt"]
+
+def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+  path = tmp_path / "file.txt"
+  io_utils.atomic_write_text(str(path), "good")
+
+  def failing_fsync(_):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(os, "fsync", failing_fsync)
+  with pytest.raises(OSError, match="No space left"):
+    io_utils.atomic_write_text(str(path), "partial")
+  assert path.read_text() == "good"
+  assert os.listdir(tmp_path) == ["file.txt"]
+
+def test_json_lines_round_trip(tmp_path):
+  path = str(tmp_path / "rows.jsonl")
+  assert io_utils.read_json_lines(path) == []
+  rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}]
+  io_utils.write_json_lines(path, rows)
+  assert io_utils.read_json_lines(path) == rows
+
+def test_replace_directory_swaps_whole_folders(tmp_path):
+  target = tmp_path / "model"
+  target.mkdir()
+  (target / "old.txt").write_text("old")
+  new = tmp_path / "model.tmp"
+  new.mkdir()
+  (new / "new.txt").write_text("new")
+  io_utils.replace_directory(str(new), str(target))
+  assert sorted(os.listdir(target)) == ["new.txt"]
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+
+def test_remove_temporary_files_keeps_real_files(tmp_path):
+  (tmp_path / ".metrics.jsonl.abc.tmp").write_text("partial")
+  (tmp_path / "metrics.jsonl").write_text("{}\n")
+  io_utils.remove_temporary_files(str(tmp_path))
+  assert os.listdir(tmp_path) == ["metrics.jsonl"]

@@ -1,0 +1,139 @@
+"""Tests of the training loop: outputs, resume equivalence and export."""
+
+import json
+import os
+import signal
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from gan_lib import config as config_lib
+from gan_lib import data
+from gan_lib import training
+
+BATCH = 16  # 64 tiny images give 4 steps per epoch
+
+
+def _config(output_dir, **overrides):
+  settings = dict(output_dir=str(output_dir), epochs=2, batch_size=BATCH, noise_dim=8,
+                  width=4, seed=11, checkpoint_every=0, precision="float32",
+                  jit_compile="false")
+  settings.update(overrides)
+  return config_lib.TrainConfig(**settings)
+
+
+def _train(tiny_images, output_dir, **overrides):
+  pipeline = data.EpochPipeline.from_array(tiny_images, BATCH, seed=11)
+  return training.train(_config(output_dir, **overrides), pipeline=pipeline)
+
+
+def _weights(result):
+  return [v.numpy() for v in result.model.variables]
+
+
+def test_run_writes_samples_log_checkpoint_and_saved_model(tiny_images, tmp_path):
+  result = _train(tiny_images, tmp_path)
+  assert result.step == 8
+  assert result.epoch == 2
+
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [row["epoch"] for row in rows] == [1, 2]
+  assert [row["step"] for row in rows] == [4, 8]
+  for row in rows:
+    assert np.isfinite(row["discriminator_loss"])
+    assert row["steps_per_second"] > 0
+  for epoch in (1, 2):
+    with Image.open(tmp_path / "samples" / f"epoch_{epoch:04d}.png") as png:
+      assert png.size == (8 * 28, 8 * 28)
+  with Image.open(tmp_path / "samples" / "progress.gif") as gif:
+    assert gif.n_frames == 2
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-8")
+  assert os.listdir(tmp_path / "tensorboard")
+  assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == BATCH
+  leftovers = [name for name in os.listdir(tmp_path) if name.endswith((".tmp", ".old"))]
+  assert leftovers == []
+
+
+def test_saved_model_serves_generator_samples(tiny_images, tmp_path):
+  result = _train(tiny_images, tmp_path, epochs=1)
+  loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+  serve = loaded.signatures["serving_default"]
+  noise = tf.random.stateless_normal([3, 8], seed=[1, 1])
+  served = serve(noise=noise)["images"]
+  assert served.shape == (3, 28, 28, 1)
+  expected = result.model.generator(noise, training=False)
+  np.testing.assert_allclose(served.numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_resume_gives_same_weights_as_straight_run(tiny_images, tmp_path):
+  # 6 steps straight against 3 steps, stop (inside epoch 1), resume, 3 more steps.
+  straight = _train(tiny_images, tmp_path / "straight", max_steps=6)
+  first_half = _train(tiny_images, tmp_path / "resumed", max_steps=3)
+  assert first_half.step == 3
+  second_half = _train(tiny_images, tmp_path / "resumed", max_steps=6)
+  assert second_half.step == 6
+  for a, b in zip(_weights(straight), _weights(second_half)):
+    np.testing.assert_array_equal(a, b)
+  straight_rows = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+  resumed_rows = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+  assert len(straight_rows) == len(resumed_rows) == 1
+  for key in ("epoch", "step", "discriminator_loss", "generator_loss"):
+    assert json.loads(straight_rows[0])[key] == json.loads(resumed_rows[0])[key]
+
+
+def test_finished_run_resumes_without_training_again(tiny_images, tmp_path):
+  first = _train(tiny_images, tmp_path, epochs=1)
+  again = _train(tiny_images, tmp_path, epochs=1)
+  assert again.step == first.step
+  for a, b in zip(_weights(first), _weights(again)):
+    np.testing.assert_array_equal(a, b)
+  rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert len(rows) == 1
+
+
+def test_sigterm_saves_checkpoint_and_stops(tiny_images, tmp_path, monkeypatch):
+  real_step = training.train_step.make_train_step
+
+  def step_then_signal(*args, **kwargs):
+    step = real_step(*args, **kwargs)
+
+    def wrapped(batch):
+      outputs = step(batch)
+      os.kill(os.getpid(), signal.SIGTERM)
+      return outputs
+
+    return wrapped
+
+  monkeypatch.setattr(training.train_step, "make_train_step", step_then_signal)
+  with pytest.raises(training.TrainingInterrupted) as interruption:
+    _train(tiny_images, tmp_path)
+  assert interruption.value.signal_number == signal.SIGTERM
+  assert interruption.value.step == 1
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-1")
+
+
+def test_non_finite_loss_stops_with_step_and_checkpoint(tiny_images, tmp_path, monkeypatch):
+  real_step = training.train_step.make_train_step
+
+  def step_with_nan_at_three(model, *args, **kwargs):
+    step = real_step(model, *args, **kwargs)
+
+    def wrapped(batch):
+      outputs = dict(step(batch))
+      if int(model.step) == 3:
+        outputs["generator_loss"] = tf.constant(float("nan"))
+      return outputs
+
+    return wrapped
+
+  monkeypatch.setattr(training.train_step, "make_train_step", step_with_nan_at_three)
+  with pytest.raises(training.NonFiniteLossError, match=r"at step 3.*ckpt-2"):
+    _train(tiny_images, tmp_path, checkpoint_every=2)
+
+
+def test_pipeline_batch_size_must_match_config(tiny_images, tmp_path):
+  pipeline = data.EpochPipeline.from_array(tiny_images, 8, seed=0)
+  with pytest.raises(ValueError, match="differs from --batch_size=16"):
+    training.train(_config(tmp_path), pipeline=pipeline)
