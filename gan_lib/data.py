@@ -29,9 +29,9 @@ def to_model_range(images):
 class EpochPipeline:
   """Batches of training images, shuffled anew each epoch from (seed, epoch).
 
-  Each epoch's order depends only on the seed and the epoch number, so a run
-  that resumes in the middle of an epoch can skip the batches it already used
-  and continue with exactly the batches an uninterrupted run would see.
+  Each epoch's order depends only on the seed and the epoch number. A run that
+  resumes in the middle of an epoch skips the batches it already used and gets
+  exactly the batches an uninterrupted run would get.
   """
 
   def __init__(self, images, num_examples, batch_size, seed):

@@ -8,7 +8,7 @@ _BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def has_gpu():
-  """Returns whether TensorFlow sees at least one GPU."""
+  """Returns whether TensorFlow lists at least one physical GPU."""
   return bool(tf.config.list_physical_devices("GPU"))
 
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader or a crash never sees a half-written file."""
+"""Atomic file writes, so a reader never reads a half-written file, even after a crash."""
 
 import json
 import os
@@ -49,9 +49,9 @@ def write_json_lines(path, rows):
 def replace_directory(new_directory, target):
   """Moves the complete folder `new_directory` to `target`, replacing any old one.
 
-  The old folder is renamed aside first and deleted only after the new one is in
-  place, so at every moment either the old or the new folder exists complete
-  (possibly under the aside name `target + ".old"`, which the next call removes).
+  The old folder is renamed aside to `target + ".old"` first and deleted only
+  after the new one is in place. So at every moment a complete folder exists,
+  at `target` or at the aside name, which the next call removes.
   """
   aside = target + ".old"
   if os.path.exists(aside):

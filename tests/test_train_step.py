@@ -91,11 +91,36 @@ def test_bfloat16_step_keeps_float32_state():
   step = train_step.make_train_step(model, BATCH, precision="mixed_bfloat16")
   metrics = step(_batches(1)[0])
   assert metrics["discriminator_loss"].dtype == tf.float32
-  assert all(v.dtype in (tf.float32, tf.int64) for v in model.variables
-             if v.dtype != tf.int64 or True)
+  # Weights, moments and statistics are float32; the step counters and the random
+  # generator's state are int64.
+  assert {v.dtype for v in model.variables} == {tf.float32, tf.int64}
   assert np.isfinite(float(metrics["generator_loss"]))
 
 
 def test_unknown_precision_is_rejected():
   with pytest.raises(ValueError, match="precision must be one of"):
     train_step.make_train_step(_model(), BATCH, precision="float64")
+
+
+def test_ema_generator_follows_ramped_decay():
+  model = train_step.GanModel(noise_dim=8, width=4, seed=0, ema_decay=0.5)
+  initial = [v.numpy() for v in model.generator.variables]
+  for average, variable in zip(initial, model.ema_generator.variables):
+    np.testing.assert_array_equal(average, variable.numpy())
+  step = train_step.make_train_step(model, BATCH)
+  step(_batches(1)[0])
+  # After step 1 the decay is min(0.5, 2 / 11).
+  decay = 2.0 / 11.0
+  for before, variable, average in zip(
+      initial, model.generator.variables, model.ema_generator.variables):
+    expected = decay * before + (1.0 - decay) * variable.numpy()
+    np.testing.assert_allclose(average.numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_no_ema_generator_when_decay_is_none():
+  model = train_step.GanModel(noise_dim=8, width=4, seed=0, ema_decay=None)
+  assert model.ema_generator is None
+  assert "ema_generator" not in model.checkpoint_items()
+  step = train_step.make_train_step(model, BATCH)
+  step(_batches(1)[0])
+  assert int(model.step) == 1
