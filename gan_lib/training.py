@@ -6,6 +6,7 @@ grids, the GIF and the SavedModel. It keeps the math out and the files in.
 """
 
 import dataclasses
+import fcntl
 import os
 import shutil
 import signal
@@ -98,6 +99,86 @@ class _SignalCatcher:
       signal.signal(number, handler)
 
 
+class OutputDirInUseError(RuntimeError):
+  """Another live process is training into the same output folder."""
+
+
+class OutputDirLock:
+  """An exclusive lock on an output folder, held while a process trains into it.
+
+  The lock is an `flock` on `.lock` in the folder, so the kernel releases it when
+  the holder exits, even after SIGKILL, and no stale lock survives a crash. The
+  file contains the holder's process id for the error message.
+  """
+
+  def __init__(self, output_dir):
+    self.path = os.path.join(output_dir, ".lock")
+    self._file = None
+
+  def __enter__(self):
+    lock_file = open(self.path, "a+", encoding="utf-8")
+    try:
+      fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      lock_file.seek(0)
+      holder = lock_file.read().strip() or "unknown"
+      lock_file.close()
+      raise OutputDirInUseError(
+          f"output folder {os.path.dirname(self.path)} is in use by process {holder}; "
+          "wait for it to finish, stop it, or choose another --output_dir") from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f"{os.getpid()}\n")
+    lock_file.flush()
+    self._file = lock_file
+    return self
+
+  def __exit__(self, *exc_info):
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+
+class NoGoodCheckpointError(RuntimeError):
+  """Checkpoints exist in the output folder but none of them can be restored."""
+
+
+def restore_latest_good_checkpoint(checkpoint, manager):
+  """Restores the newest checkpoint that reads back whole, newest first.
+
+  A truncated or corrupted checkpoint is skipped with a warning that names it
+  and the one used instead, rather than crashing or starting over.
+
+  Returns:
+    The path restored, or None when the folder has no checkpoint.
+
+  Raises:
+    NoGoodCheckpointError: every checkpoint failed to restore.
+  """
+  candidates = list(reversed(manager.checkpoints))
+  failures = []
+  for path in candidates:
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+    # Truncated files surface as IndexError from the checkpoint reader, corrupt ones
+    # as OpError (DataLossError) or ValueError.
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError, OSError) as error:
+      first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      logging.warning("Checkpoint %s cannot be restored (%s)", path, first_line)
+      failures.append(path)
+      continue
+    if failures:
+      logging.warning("Fell back from unreadable checkpoint(s) %s to %s",
+                      ", ".join(failures), path)
+    return path
+  if failures:
+    raise NoGoodCheckpointError(
+        f"none of the checkpoints in {manager.directory} can be restored: "
+        f"{', '.join(failures)}; move them away to start over")
+  return None
+
+
 class ServingGenerator(tf.Module):
   """The generator with a serving signature: noise [N, noise_dim] -> images [N, 28, 28, 1]."""
 
@@ -136,7 +217,7 @@ def _progress_bar(total, initial, epoch):
   """Returns a tqdm bar when stderr is a terminal, else None."""
   if not sys.stderr.isatty():
     return None
-  import tqdm
+  import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}", unit="step",
                    leave=False)
 
@@ -158,8 +239,16 @@ def train(config, pipeline=None, epoch_callback=None):
     ConfigError: on an invalid configuration, before any work.
     NonFiniteLossError: when a loss or gradient norm turns NaN or Inf.
     TrainingInterrupted: after SIGINT or SIGTERM, once a checkpoint is saved.
+    OutputDirInUseError: another process is training into the same folder.
+    NoGoodCheckpointError: the folder has checkpoints and none restores.
   """
   config.validate()
+  with OutputDirLock(config.output_dir):
+    return _train_with_lock(config, pipeline, epoch_callback)
+
+
+def _train_with_lock(config, pipeline, epoch_callback):
+  """Runs `train` once this process holds the output folder's lock."""
   paths = OutputPaths(config.output_dir)
   paths.make_folders()
   io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
@@ -194,10 +283,10 @@ def train(config, pipeline=None, epoch_callback=None):
       **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums)
   manager = tf.train.CheckpointManager(
       checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Resumed from %s at step %d, epoch %d", manager.latest_checkpoint,
-                 int(model.step), int(epoch_variable))
+  restored = restore_latest_good_checkpoint(checkpoint, manager)
+  if restored:
+    logging.info("Resumed from %s at step %d, epoch %d", restored, int(model.step),
+                 int(epoch_variable))
 
   step = int(model.step)
   epoch = int(epoch_variable)

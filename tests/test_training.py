@@ -137,3 +137,35 @@ def test_pipeline_batch_size_must_match_config(tiny_images, tmp_path):
   pipeline = data.EpochPipeline.from_array(tiny_images, 8, seed=0)
   with pytest.raises(ValueError, match="differs from --batch_size=16"):
     training.train(_config(tmp_path), pipeline=pipeline)
+
+
+def test_second_process_on_same_folder_is_rejected(tiny_images, tmp_path):
+  with training.OutputDirLock(str(tmp_path)):
+    with pytest.raises(training.OutputDirInUseError, match=f"in use by process {os.getpid()}"):
+      _train(tiny_images, tmp_path)
+  # Released: training now runs.
+  assert _train(tiny_images, tmp_path, epochs=1).step == 4
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_images, tmp_path, caplog):
+  first = _train(tiny_images, tmp_path, epochs=1)
+  good_weights = _weights(first)
+  _train(tiny_images, tmp_path, epochs=2)
+  checkpoints = tmp_path / "checkpoints"
+  data_file = next(checkpoints.glob("ckpt-8.data-*"))
+  data_file.write_bytes(data_file.read_bytes()[:100])  # truncate the latest checkpoint
+
+  resumed = _train(tiny_images, tmp_path, epochs=1)
+  assert resumed.step == 4
+  for a, b in zip(good_weights, _weights(resumed)):
+    np.testing.assert_array_equal(a, b)
+  assert any("ckpt-8" in record.getMessage() and "ckpt-4" in record.getMessage()
+             for record in caplog.records)
+
+
+def test_all_checkpoints_corrupt_is_an_error(tiny_images, tmp_path):
+  _train(tiny_images, tmp_path, epochs=1)
+  for data_file in (tmp_path / "checkpoints").glob("ckpt-*.data-*"):
+    data_file.write_bytes(b"garbage")
+  with pytest.raises(training.NoGoodCheckpointError, match="none of the checkpoints"):
+    _train(tiny_images, tmp_path, epochs=1)
