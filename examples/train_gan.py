@@ -35,6 +35,13 @@ flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_COMPILE_CHOICES),
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints, besides one at "
                      "each epoch end; 0 saves at epoch ends only.")
 flags.DEFINE_integer("max_steps", None, "Stop after this many train steps in total.")
+flags.DEFINE_integer("eval_every", 1, "Epochs between evaluations of Inception Score, Frechet "
+                     "distance and the rest against the MNIST test split; 0 turns them off. "
+                     "The last epoch is always evaluated unless this is 0.")
+flags.DEFINE_integer("eval_samples", 10000, "Generated images per evaluation.")
+flags.DEFINE_float("ema_decay", 0.999, "Decay of the moving average of the generator's "
+                   "weights, in [0, 1); 0 keeps no average. With an average, samples, the "
+                   "best checkpoint and the SavedModel come from the averaged generator.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the prepared "
                     "mnist data set; default: TFDS's own.")
 flags.DEFINE_string("mnist_source", None, "Local MNIST copy to prepare the data set from: "
@@ -57,6 +64,9 @@ def _config_from_flags():
       jit_compile=flags.FLAGS.jit_compile,
       checkpoint_every=flags.FLAGS.checkpoint_every,
       max_steps=flags.FLAGS.max_steps,
+      eval_every=flags.FLAGS.eval_every,
+      eval_samples=flags.FLAGS.eval_samples,
+      ema_decay=flags.FLAGS.ema_decay,
       data_dir=flags.FLAGS.data_dir,
       mnist_source=flags.FLAGS.mnist_source,
   )

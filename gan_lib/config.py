@@ -12,6 +12,9 @@ from typing import Optional
 
 JIT_COMPILE_CHOICES = ("auto", "true", "false")
 PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16")
+# The evaluator's minimum (`metrics.evaluator.MIN_SAMPLES`): the Inception Score
+# needs one image in each of its 10 splits.
+MIN_EVAL_SAMPLES = 10
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,13 @@ class TrainConfig:
     max_steps: stop after this many steps in total (None: run all epochs).
     keep_checkpoints: how many recent checkpoints to keep.
     summary_every: steps between TensorBoard loss summaries.
+    eval_every: epochs between evaluations (Inception Score, Frechet distance
+      and the rest against the MNIST test split); 0 turns evaluation off. The
+      last epoch is always evaluated when this is not 0.
+    eval_samples: generated images per evaluation.
+    ema_decay: decay of the exponential moving average of the generator's
+      weights, in [0, 1); 0 keeps no average. With an average, the sample grids,
+      the best checkpoint and the SavedModel use the averaged generator.
     data_dir: TFDS data dir (None: TFDS's default).
     mnist_source: a local MNIST copy to prepare from if the data dir has none.
   """
@@ -60,6 +70,9 @@ class TrainConfig:
   max_steps: Optional[int] = None
   keep_checkpoints: int = 3
   summary_every: int = 50
+  eval_every: int = 1
+  eval_samples: int = 10000
+  ema_decay: float = 0.999
   data_dir: Optional[str] = None
   mnist_source: Optional[str] = None
 
@@ -69,11 +82,13 @@ class TrainConfig:
                  "summary_every"):
       _check_integer(name, getattr(self, name), minimum=1)
     _check_integer("checkpoint_every", self.checkpoint_every, minimum=0)
+    _check_integer("eval_every", self.eval_every, minimum=0)
+    _check_integer("eval_samples", self.eval_samples, minimum=MIN_EVAL_SAMPLES)
     if self.max_steps is not None:
       _check_integer("max_steps", self.max_steps, minimum=1)
     _check_integer("seed", self.seed, minimum=0)
     _check_open_interval("learning_rate", self.learning_rate, 0.0, 1.0)
-    for name in ("beta1", "beta2"):
+    for name in ("beta1", "beta2", "ema_decay"):
       value = getattr(self, name)
       if not _is_number(value) or not 0.0 <= value < 1.0:
         raise ConfigError(f"--{name}={value!r} is invalid: expected a number in [0, 1)")

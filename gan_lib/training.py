@@ -7,6 +7,7 @@ grids, the GIF and the SavedModel. It keeps the math out and the files in.
 
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import tensorflow as tf
 
 from gan_lib import data
 from gan_lib import devices
+from gan_lib import evaluation
 from gan_lib import images
 from gan_lib import io_utils
 from gan_lib import train_step
@@ -62,6 +64,9 @@ class OutputPaths:
     self.tensorboard = os.path.join(output_dir, "tensorboard")
     self.saved_model = os.path.join(output_dir, "saved_model")
     self.metrics = os.path.join(output_dir, "metrics.jsonl")
+    self.metrics_plot = os.path.join(output_dir, "metrics.png")
+    self.best_checkpoint = os.path.join(output_dir, "best_checkpoint")
+    self.best = os.path.join(output_dir, "best.json")
     self.config = os.path.join(output_dir, "config.json")
     self.gif = os.path.join(self.samples, "progress.gif")
 
@@ -179,6 +184,25 @@ def restore_latest_good_checkpoint(checkpoint, manager):
   return None
 
 
+def _keep_if_best(row, model, best_frechet_distance, best_manager, paths, epoch, step):
+  """Saves a best checkpoint and best.json when this epoch's Frechet distance is the lowest.
+
+  The distance compared is the averaged generator's when the model keeps one.
+  """
+  prefix = "ema_" if model.ema_generator is not None else ""
+  frechet_distance = row[prefix + "frechet_distance"]
+  logging.info("Epoch %d: Frechet distance %.3f, Inception Score %.3f (%s)", epoch,
+               frechet_distance, row[prefix + "inception_score"],
+               "averaged generator" if prefix else "generator")
+  if frechet_distance >= float(best_frechet_distance):
+    return
+  best_frechet_distance.assign(frechet_distance)
+  best_path = best_manager.save(checkpoint_number=step)
+  io_utils.atomic_write_text(
+      paths.best, json.dumps(dict(row, checkpoint=best_path), sort_keys=True) + "\n")
+  logging.info("New best Frechet distance %.3f: saved %s", frechet_distance, best_path)
+
+
 class ServingGenerator(tf.Module):
   """The generator with a serving signature: noise [N, noise_dim] -> images [N, 28, 28, 1]."""
 
@@ -222,7 +246,7 @@ def _progress_bar(total, initial, epoch):
                    leave=False)
 
 
-def train(config, pipeline=None, epoch_callback=None):
+def train(config, pipeline=None, epoch_callback=None, evaluator=None):
   """Trains a DCGAN with the settings in `config`, resuming from a checkpoint in its output folder.
 
   Args:
@@ -231,6 +255,8 @@ def train(config, pipeline=None, epoch_callback=None):
       TFDS `mnist` train split, preparing it offline if needed.
     epoch_callback: optional `fn(model, epoch) -> dict` called after each epoch;
       its float values join that epoch's JSON Lines row and summaries.
+    evaluator: a `metrics.evaluator.Evaluator` for the evaluations that
+      `config.eval_every` asks for; None builds one against the MNIST test split.
 
   Returns:
     A `TrainResult`.
@@ -244,10 +270,10 @@ def train(config, pipeline=None, epoch_callback=None):
   """
   config.validate()
   with OutputDirLock(config.output_dir):
-    return _train_with_lock(config, pipeline, epoch_callback)
+    return _train_with_lock(config, pipeline, epoch_callback, evaluator)
 
 
-def _train_with_lock(config, pipeline, epoch_callback):
+def _train_with_lock(config, pipeline, epoch_callback, evaluator):
   """Runs `train` once this process holds the output folder's lock."""
   paths = OutputPaths(config.output_dir)
   paths.make_folders()
@@ -271,7 +297,13 @@ def _train_with_lock(config, pipeline, epoch_callback):
 
   model = train_step.GanModel(
       noise_dim=config.noise_dim, width=config.width, learning_rate=config.learning_rate,
-      beta1=config.beta1, beta2=config.beta2, seed=config.seed)
+      beta1=config.beta1, beta2=config.beta2, seed=config.seed,
+      ema_decay=config.ema_decay or None)
+  # The generator whose samples, best checkpoint and SavedModel the run keeps.
+  output_generator = model.ema_generator or model.generator
+  if config.eval_every and evaluator is None:
+    from metrics import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+    evaluator = evaluator_lib.Evaluator(data_dir=config.data_dir)
   step_function = train_step.make_train_step(
       model, config.batch_size, precision=precision, jit_compile=jit_compile)
 
@@ -279,10 +311,14 @@ def _train_with_lock(config, pipeline, epoch_callback):
   # too, so a resumed epoch reports the same means as an uninterrupted one.
   epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
   epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False, name="epoch_sums")
+  best_frechet_distance = tf.Variable(
+      np.inf, dtype=tf.float64, trainable=False, name="best_frechet_distance")
   checkpoint = tf.train.Checkpoint(
-      **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums)
+      **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums,
+      best_frechet_distance=best_frechet_distance)
   manager = tf.train.CheckpointManager(
       checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints)
+  best_manager = tf.train.CheckpointManager(checkpoint, paths.best_checkpoint, max_to_keep=1)
   restored = restore_latest_good_checkpoint(checkpoint, manager)
   if restored:
     logging.info("Resumed from %s at step %d, epoch %d", restored, int(model.step),
@@ -354,31 +390,40 @@ def _train_with_lock(config, pipeline, epoch_callback):
           seconds=seconds,
           time=time.time(),
       )
-      grid = images.image_grid(model.generator(fixed_noise, training=False).numpy())
+      grid = images.image_grid(output_generator(fixed_noise, training=False).numpy())
       images.write_png(paths.sample_png(epoch), grid)
       tf.summary.image("samples", grid[None, :, :, None], step=step)
       tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
+      evaluated = config.eval_every and (
+          epoch % config.eval_every == 0 or epoch == config.epochs)
+      if evaluated:
+        row.update(evaluation.evaluate_model(
+            evaluator, model, config.eval_samples, seed=config.seed))
       if epoch_callback is not None:
-        for name, value in epoch_callback(model, epoch).items():
-          row[name] = value
-          tf.summary.scalar(f"eval/{name}", value, step=step)
+        row.update(epoch_callback(model, epoch))
+      for name, value in row.items():
+        if name not in ("epoch", "step", "time", "seconds"):
+          tf.summary.scalar(f"epoch/{name}", value, step=step)
       writer.flush()
 
       epoch_rows = [r for r in epoch_rows if r["epoch"] < epoch] + [row]
       io_utils.write_json_lines(paths.metrics, epoch_rows)
       epoch_variable.assign(epoch)
       epoch_sums.assign(tf.zeros([3], tf.float64))
-      save_checkpoint()
       logging.info(
           "Epoch %d/%d: step %d, discriminator_loss %.4f, generator_loss %.4f, "
           "%.2f steps/s, %.1f s", epoch, config.epochs, step, row["discriminator_loss"],
           row["generator_loss"], steps_per_second, seconds)
+      if evaluated:
+        _keep_if_best(row, model, best_frechet_distance, best_manager, paths, epoch, step)
+      save_checkpoint()
 
   sample_paths = [paths.sample_png(e) for e in range(1, epoch + 1)
                   if os.path.exists(paths.sample_png(e))]
   if sample_paths:
     images.write_gif(paths.gif, sample_paths)
-  export_generator(model.generator, paths.saved_model)
+  evaluation.write_metrics_plot(epoch_rows, paths.metrics_plot)
+  export_generator(output_generator, paths.saved_model)
   logging.info("Exported the generator SavedModel to %s", paths.saved_model)
   return TrainResult(model=model, step=step, epoch=epoch, precision=precision,
                      jit_compile=jit_compile, epoch_rows=epoch_rows)

@@ -21,6 +21,9 @@ BAD_VALUES = [
     ("checkpoint_every", -1, "expected a whole number >= 0"),
     ("max_steps", 0, "expected a whole number >= 1"),
     ("seed", -1, "expected a whole number >= 0"),
+    ("eval_every", -1, "expected a whole number >= 0"),
+    ("eval_samples", 9, "expected a whole number >= 10"),
+    ("ema_decay", 1.0, r"expected a number in \[0, 1\)"),
     ("precision", "float64", "expected one of auto, float32, mixed_bfloat16"),
     ("jit_compile", "yes", "expected one of auto, true, false"),
 ]

@@ -26,6 +26,8 @@ def _run(tmp_path, *flags):
     ("--beta1=1", "--beta1=1.0 is invalid: expected a number in [0, 1)"),
     ("--max_steps=0", "--max_steps=0 is invalid: expected a whole number >= 1"),
     ("--checkpoint_every=-5", "--checkpoint_every=-5 is invalid: expected a whole number >= 0"),
+    ("--eval_samples=3", "--eval_samples=3 is invalid: expected a whole number >= 10"),
+    ("--ema_decay=1", "--ema_decay=1.0 is invalid: expected a number in [0, 1)"),
 ])
 def test_bad_flag_stops_with_one_line(tmp_path, flag, expected):
   result = _run(tmp_path, flag, f"--output_dir={tmp_path / 'run'}")

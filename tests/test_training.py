@@ -19,14 +19,32 @@ BATCH = 16  # 64 tiny images give 4 steps per epoch
 def _config(output_dir, **overrides):
   settings = dict(output_dir=str(output_dir), epochs=2, batch_size=BATCH, noise_dim=8,
                   width=4, seed=11, checkpoint_every=0, precision="float32",
-                  jit_compile="false")
+                  jit_compile="false", eval_every=0)
   settings.update(overrides)
   return config_lib.TrainConfig(**settings)
 
 
-def _train(tiny_images, output_dir, **overrides):
+def _train(tiny_images, output_dir, evaluator=None, **overrides):
   pipeline = data.EpochPipeline.from_array(tiny_images, BATCH, seed=11)
-  return training.train(_config(output_dir, **overrides), pipeline=pipeline)
+  return training.train(_config(output_dir, **overrides), pipeline=pipeline,
+                        evaluator=evaluator)
+
+
+class _ScriptedEvaluator:
+  """Returns preset Frechet distances, one per call, to drive the loop's bookkeeping."""
+
+  def __init__(self, frechet_distances):
+    self.frechet_distances = list(frechet_distances)
+    self.calls = []
+
+  def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0):
+    self.calls.append((generator.name, num_samples, noise_dim, seed))
+    distance = self.frechet_distances.pop(0)
+    return dict(inception_score=10.0 - distance, inception_score_std=0.1,
+                frechet_distance=distance, kernel_distance=distance / 100,
+                kernel_distance_std=0.0, precision=0.5, recall=0.5,
+                class_coverage=dict(num_classes_present=10, kl_from_uniform=0.01),
+                num_samples=num_samples, seconds=0.1)
 
 
 def _weights(result):
@@ -57,7 +75,7 @@ def test_run_writes_samples_log_checkpoint_and_saved_model(tiny_images, tmp_path
 
 
 def test_saved_model_serves_generator_samples(tiny_images, tmp_path):
-  result = _train(tiny_images, tmp_path, epochs=1)
+  result = _train(tiny_images, tmp_path, epochs=1, ema_decay=0.0)
   loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
   serve = loaded.signatures["serving_default"]
   noise = tf.random.stateless_normal([3, 8], seed=[1, 1])
@@ -169,3 +187,52 @@ def test_all_checkpoints_corrupt_is_an_error(tiny_images, tmp_path):
     data_file.write_bytes(b"garbage")
   with pytest.raises(training.NoGoodCheckpointError, match="none of the checkpoints"):
     _train(tiny_images, tmp_path, epochs=1)
+
+
+def test_evaluation_rows_best_checkpoint_and_plot(tiny_images, tmp_path):
+  # Raw and averaged generator per epoch; the averaged one decides the best epoch.
+  evaluator = _ScriptedEvaluator([9.0, 5.0, 8.0, 3.0, 7.0, 4.0])
+  result = _train(tiny_images, tmp_path, evaluator=evaluator, epochs=3, eval_every=1,
+                  eval_samples=20)
+  assert [call[0] for call in evaluator.calls] == ["generator", "ema_generator"] * 3
+  assert all(call[1:] == (20, 8, 11) for call in evaluator.calls)
+
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [row["frechet_distance"] for row in rows] == [9.0, 8.0, 7.0]
+  assert [row["ema_frechet_distance"] for row in rows] == [5.0, 3.0, 4.0]
+  assert rows[0]["ema_classes_present"] == 10.0
+  best = json.loads((tmp_path / "best.json").read_text())
+  assert best["epoch"] == 2
+  assert best["checkpoint"].endswith("ckpt-8")
+  assert tf.train.latest_checkpoint(str(tmp_path / "best_checkpoint")).endswith("ckpt-8")
+  with Image.open(tmp_path / "metrics.png") as plot:
+    assert plot.size[0] > 100
+  assert result.epoch == 3
+
+
+def test_best_distance_survives_resume(tiny_images, tmp_path):
+  _train(tiny_images, tmp_path, evaluator=_ScriptedEvaluator([9.0, 3.0]), epochs=1,
+         eval_every=1, eval_samples=20)
+  # Epoch 2 is worse than epoch 1's 3.0, so the best checkpoint stays at epoch 1.
+  _train(tiny_images, tmp_path, evaluator=_ScriptedEvaluator([8.0, 4.0]), epochs=2,
+         eval_every=1, eval_samples=20)
+  assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 1
+  assert tf.train.latest_checkpoint(str(tmp_path / "best_checkpoint")).endswith("ckpt-4")
+
+
+def test_eval_every_skips_epochs_but_evaluates_last(tiny_images, tmp_path):
+  evaluator = _ScriptedEvaluator([5.0, 4.0, 3.0, 2.0])
+  _train(tiny_images, tmp_path, evaluator=evaluator, epochs=3, eval_every=2, eval_samples=20)
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert ["frechet_distance" in row for row in rows] == [False, True, True]
+
+
+def test_samples_and_export_use_averaged_generator(tiny_images, tmp_path):
+  result = _train(tiny_images, tmp_path, epochs=1, ema_decay=0.9)
+  loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+  noise = tf.random.stateless_normal([2, 8], seed=[3, 3])
+  served = loaded.signatures["serving_default"](noise=noise)["images"].numpy()
+  averaged = result.model.ema_generator(noise, training=False).numpy()
+  raw = result.model.generator(noise, training=False).numpy()
+  np.testing.assert_allclose(served, averaged, atol=1e-6)
+  assert not np.allclose(served, raw, atol=1e-4)
