@@ -17,6 +17,9 @@ def atomic_write_bytes(path, data):
   file_descriptor, temporary_path = tempfile.mkstemp(
       dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:
+    # mkstemp creates the file readable by its owner only; give it the mode a plain
+    # open() would, so outputs stay readable by other users as before.
+    os.chmod(temporary_path, 0o666 & ~_current_umask())
     with os.fdopen(file_descriptor, "wb") as temporary_file:
       temporary_file.write(data)
       temporary_file.flush()
@@ -26,6 +29,12 @@ def atomic_write_bytes(path, data):
     if os.path.exists(temporary_path):
       os.remove(temporary_path)
     raise
+
+
+def _current_umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def atomic_write_text(path, text):

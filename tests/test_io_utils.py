@@ -49,3 +49,13 @@ def test_remove_temporary_files_keeps_real_files(tmp_path):
   (tmp_path / "metrics.jsonl").write_text("{}\n")
   io_utils.remove_temporary_files(str(tmp_path))
   assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+def test_atomic_write_uses_umask_mode(tmp_path):
+  previous = os.umask(0o022)
+  try:
+    path = tmp_path / "file.txt"
+    io_utils.atomic_write_text(str(path), "text")
+  finally:
+    os.umask(previous)
+  assert (path.stat().st_mode & 0o777) == 0o644
