@@ -14,12 +14,19 @@ INSTALL_REQUIRES = [
     "pillow>=10",
     "matplotlib>=3.8",
     "tqdm>=4.66",
+    "optuna>=4",  # gan_lib.search: samplers, pruners and the SQLite or PostgreSQL study
+    "PyYAML>=5.1",  # gan_lib.search reads YAML search spaces
 ]
 
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "hypothesis>=6.100",
+        "psycopg2-binary",
+    ],
+    # A study shared through a PostgreSQL server (--storage=postgresql://...).
+    "postgres": [
+        "psycopg2-binary",
     ],
 }
 
