@@ -119,7 +119,8 @@ def _space_from_flags():
   if flags.FLAGS.space is not None:
     if space_flags_set:
       raise search.SearchError(
-          f"--space and --{', --'.join(space_flags_set)} both set the search space; give one of them")
+          f"--space and --{', --'.join(space_flags_set)} both set the search space; give one "
+          "of them")
     return search.SearchSpace.from_file(flags.FLAGS.space)
   choices = {name: search.parse_values(name, flags.FLAGS[flag].value)
              for name, flag in _VALUE_FLAGS.items() if flags.FLAGS[flag].value is not None}

@@ -20,10 +20,10 @@ How several workers share one study without running a planned trial twice:
     Optuna's own claim of a WAITING trial reads the state and then writes it, and
     on SQLite two processes can both pass that check, so claims need the lock.
   * A worker writes its host and process id to the trial it claims and records a
-    heartbeat while the trial runs. A RUNNING trial whose worker process on this
-    host is gone, or whose heartbeat is older than the grace period, is marked
-    FAIL with a reason that starts with "interrupted" and is enqueued again with
-    the same parameters and plan index.
+    heartbeat while the trial runs. A RUNNING trial is interrupted when its
+    worker process on this host is gone, or when its heartbeat is older than the
+    grace period. Such a trial is marked FAIL with a reason that starts with
+    "interrupted", and is enqueued again with the same parameters and plan index.
 
 A trial that raises (NaN losses, any other exception) is marked FAIL with its
 reason in the `fail_reason` user attribute, and the search goes on. At the end
@@ -399,7 +399,8 @@ def parse_values(name, text):
       values.append(int(part) if HYPERPARAMETERS[name].integer else float(part))
     except ValueError:
       kind = "a whole number" if HYPERPARAMETERS[name].integer else "a number"
-      raise SearchError(f"search space: {name} value {part!r} is invalid: expected {kind}") from None
+      raise SearchError(
+          f"search space: {name} value {part!r} is invalid: expected {kind}") from None
   return values
 
 
@@ -476,9 +477,11 @@ class SearchSettings:
   def validate(self, space):
     """Raises SearchError naming the first invalid setting."""
     if self.method not in METHODS:
-      raise SearchError(f"--method={self.method!r} is invalid: expected one of {', '.join(METHODS)}")
+      raise SearchError(
+          f"--method={self.method!r} is invalid: expected one of {', '.join(METHODS)}")
     if self.pruner not in PRUNERS:
-      raise SearchError(f"--pruner={self.pruner!r} is invalid: expected one of {', '.join(PRUNERS)}")
+      raise SearchError(
+          f"--pruner={self.pruner!r} is invalid: expected one of {', '.join(PRUNERS)}")
     if self.objective not in OBJECTIVES:
       raise SearchError(
           f"--objective={self.objective!r} is invalid: expected one of {', '.join(OBJECTIVES)}")
@@ -524,7 +527,11 @@ class SearchSettings:
             "space": space.to_mapping(), "training": training_settings}
 
   def planned_trials(self, space):
-    """Returns the number of planned trials: the grid size, or num_trials capped for a discrete random search."""
+    """Returns the number of planned trials.
+
+    That is the grid size for grid search, num_trials capped at the space size
+    for random search over a discrete space, and num_trials otherwise.
+    """
     if self.method == "grid":
       return space.size
     if self.method == "random" and space.is_discrete:
@@ -901,7 +908,11 @@ def open_study(settings, space, storage, lock):
 
 
 def _enqueue_missing(study, plan, retry_failed):
-  """Enqueues each planned trial that has no trial yet; with `retry_failed`, also those that only failed."""
+  """Enqueues each planned trial that has no trial yet.
+
+  With `retry_failed`, it also enqueues again the planned trials whose every
+  attempt failed.
+  """
   by_index = {}
   for trial in study.get_trials(deepcopy=False):
     index = trial.user_attrs.get(PLAN_INDEX_ATTR)
@@ -1050,7 +1061,8 @@ class _Worker:
       elif _process_alive(attrs["worker_pid"], attrs.get("worker_start")):
         continue
       else:
-        reason = f"{_INTERRUPTED}: worker process {attrs.get('worker', attrs['worker_pid'])} is gone"
+        worker = attrs.get("worker", attrs["worker_pid"])
+        reason = f"{_INTERRUPTED}: worker process {worker} is gone"
       trial_id = self._trial_id(trial.number)
       try:
         self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
@@ -1097,7 +1109,11 @@ class _Worker:
       gc.collect()
 
   def _finish(self, trial, state, value=None, user_attrs=None):
-    """Stores the trial's attributes and final state; returns False if another worker finished it."""
+    """Stores the trial's attributes and final state.
+
+    Returns:
+      False if another worker had already marked the trial finished, else True.
+    """
     try:
       for name, attr in (user_attrs or {}).items():
         trial.set_user_attr(name, attr)
@@ -1153,7 +1169,7 @@ class TrialOutcome:
 
 
 class _RecordingEvaluator:
-  """Passes calls to an evaluator and keeps each generator's latest results for the epoch callback."""
+  """An evaluator wrapper that keeps each generator's latest results for the epoch callback."""
 
   def __init__(self, evaluator):
     self._evaluator = evaluator
@@ -1444,8 +1460,8 @@ def trial_rows(study, space):
 
 def format_table(rows, space):
   """Returns the rows as a fixed-width text table of the main columns."""
-  columns = ["rank", "trial", "state", "score", *space.names, "inception_score", "ema_inception_score",
-             "score_epoch", "steps", "fail_reason"]
+  columns = ["rank", "trial", "state", "score", *space.names, "inception_score",
+             "ema_inception_score", "score_epoch", "steps", "fail_reason"]
   columns = [column for column in columns
              if column in ("rank", "trial", "state", "score", "fail_reason")
              or column in space.names or any(row.get(column, "") != "" for row in rows)]
@@ -1456,7 +1472,8 @@ def format_table(rows, space):
     return str(value)
 
   cells = [[cell(row.get(column, "")) for column in columns] for row in rows]
-  widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+  widths = [max([len(column)] + [len(line[i]) for line in cells])
+            for i, column in enumerate(columns)]
   lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip()]
   for line in cells:
     lines.append("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
@@ -1464,7 +1481,7 @@ def format_table(rows, space):
 
 
 def best_command(settings, params):
-  """Returns the examples/train_gan.py command line that trains `params` with the search's settings."""
+  """Returns the examples/train_gan.py command that trains `params` with the search's settings."""
   config = dataclasses.replace(settings.train, **params)
   arguments = ["python", "examples/train_gan.py",
                f"--output_dir={os.path.join(settings.output_dir, 'best_run')}"]
@@ -1477,7 +1494,11 @@ def best_command(settings, params):
 
 
 def write_report(study, settings, space):
-  """Writes trials.csv, best_command.txt, the plots and the HParams summaries; returns a `SearchReport`."""
+  """Writes trials.csv, best_command.txt, the plots and the HParams summaries.
+
+  Returns:
+    The `SearchReport`.
+  """
   output_dir = settings.output_dir
   rows = trial_rows(study, space)
   counts = {}
@@ -1537,7 +1558,11 @@ def _set_value_scale(axis, values):
 
 
 def _write_plots(study, space, output_dir):
-  """Writes score_vs_<name>.png per hyperparameter and score_over_epochs.png; returns their paths."""
+  """Writes score_vs_<name>.png per hyperparameter and score_over_epochs.png.
+
+  Returns:
+    The paths written.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
