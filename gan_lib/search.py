@@ -1469,7 +1469,9 @@ def format_table(rows, space):
   def cell(value):
     if isinstance(value, float):
       return f"{value:.4g}"
-    return str(value)
+    text = str(value)
+    # Failure reasons can be long; trials.csv keeps them whole.
+    return text if len(text) <= 60 else text[:57] + "..."
 
   cells = [[cell(row.get(column, "")) for column in columns] for row in rows]
   widths = [max([len(column)] + [len(line[i]) for line in cells])
@@ -1517,7 +1519,7 @@ def write_report(study, settings, space):
   io_utils.atomic_write_text(csv_path, buffer.getvalue())
   files.append(csv_path)
 
-  complete = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+  complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
   command = best = None
   if complete:
     best_trial = min(complete, key=lambda trial: (trial.value, trial.number))
