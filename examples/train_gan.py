@@ -3,6 +3,17 @@
 Resumes from the checkpoint in --output_dir when there is one.
 
   python examples/train_gan.py --output_dir=runs/dcgan --epochs=50
+
+With --strategy=multi_worker, start the script once per worker with the same
+flags and a TF_CONFIG environment variable naming the cluster and the task, for
+example on the first of two workers:
+
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+              "task": {"type": "worker", "index": 0}}' \
+  python examples/train_gan.py --strategy=multi_worker --output_dir=/shared/runs/dcgan
+
+Worker 0 (or the "chief" task, if the cluster has one) writes the outputs; the
+others need to see --output_dir only to resume.
 """
 
 import logging as python_logging
@@ -20,7 +31,8 @@ from gan_lib import config as config_lib
 flags.DEFINE_string("output_dir", "runs/dcgan", "Folder for checkpoints, samples, logs and "
                     "the SavedModel; training resumes from a checkpoint found there.")
 flags.DEFINE_integer("epochs", 50, "Passes over the 60,000-image train split.")
-flags.DEFINE_integer("batch_size", 256, "Images per train step.")
+flags.DEFINE_integer("batch_size", 256, "Images per train step over all replicas; a "
+                     "multiple of the number of replicas.")
 flags.DEFINE_integer("noise_dim", 100, "Size of the generator's noise vector.")
 flags.DEFINE_float("learning_rate", 2e-4, "Adam step size of both networks, in (0, 1).")
 flags.DEFINE_float("beta1", 0.5, "Adam first-moment decay, in [0, 1).")
@@ -31,7 +43,12 @@ flags.DEFINE_enum("precision", "auto", list(config_lib.PRECISION_CHOICES),
                   "Compute precision; auto picks mixed_bfloat16 where the device runs it "
                   "natively, else float32.")
 flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_COMPILE_CHOICES),
-                  "Compile the train step with XLA; auto turns it on for GPUs only.")
+                  "Compile the train step with XLA; auto turns it on for GPUs with one "
+                  "replica only.")
+flags.DEFINE_enum("strategy", "default", list(config_lib.STRATEGY_CHOICES),
+                  "tf.distribute strategy: default (one device), mirrored (all local GPUs, "
+                  "or all logical CPUs without a GPU) or multi_worker (the workers listed "
+                  "in the TF_CONFIG environment variable).")
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints, besides one at "
                      "each epoch end; 0 saves at epoch ends only.")
 flags.DEFINE_integer("max_steps", None, "Stop after this many train steps in total.")
@@ -62,6 +79,7 @@ def _config_from_flags():
       seed=flags.FLAGS.seed,
       precision=flags.FLAGS.precision,
       jit_compile=flags.FLAGS.jit_compile,
+      strategy=flags.FLAGS.strategy,
       checkpoint_every=flags.FLAGS.checkpoint_every,
       max_steps=flags.FLAGS.max_steps,
       eval_every=flags.FLAGS.eval_every,
@@ -90,18 +108,27 @@ def main(argv):
     sys.exit(2)
   # Imported after validation, so a bad flag gets its one-line error before
   # TensorFlow's start-up messages.
+  from gan_lib import distribute  # pylint: disable=g-import-not-at-top
   from gan_lib import training  # pylint: disable=g-import-not-at-top
 
-  _log_to_file(os.path.join(config.output_dir, "train.log"))
+  # Before any other TensorFlow work: a multi-worker strategy must be created
+  # before the first op.
+  strategy = distribute.make_strategy(config.strategy)
+  if distribute.is_chief(strategy):
+    _log_to_file(os.path.join(config.output_dir, "train.log"))
   logging.info("Configuration: %s", config.to_json().replace("\n", " "))
   try:
-    result = training.train(config)
+    result = training.train(config, strategy=strategy)
   except training.TrainingInterrupted as interruption:
     logging.warning("%s", interruption)
     sys.exit(128 + interruption.signal_number)
   except training.NonFiniteLossError as error:
     logging.error("%s", error)
     sys.exit(1)
+  except config_lib.ConfigError as error:
+    # Checks that need the strategy, such as --batch_size against the replicas.
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
   logging.info("Done: %d steps, %d epochs; outputs in %s", result.step, result.epoch,
                config.output_dir)
 

@@ -12,6 +12,9 @@ from typing import Optional
 
 JIT_COMPILE_CHOICES = ("auto", "true", "false")
 PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16")
+# The names `gan_lib.distribute.make_strategy` accepts; kept here so that
+# validating a configuration does not import TensorFlow.
+STRATEGY_CHOICES = ("default", "mirrored", "multi_worker")
 # The evaluator's minimum (`metrics.evaluator.MIN_SAMPLES`): the Inception Score
 # needs one image in each of its 10 splits.
 MIN_EVAL_SAMPLES = 10
@@ -38,7 +41,10 @@ class TrainConfig:
     seed: seed of the weights, noise, dropout and shuffle order.
     precision: "float32", "mixed_bfloat16", or "auto" for the faster one that the
       device supports.
-    jit_compile: "true", "false", or "auto" (XLA on GPUs only).
+    jit_compile: "true", "false", or "auto" (XLA on GPUs with one replica only).
+    strategy: "default" (one device), "mirrored" (all local GPUs, or all logical
+      CPUs without a GPU) or "multi_worker" (the processes `TF_CONFIG` lists).
+      `batch_size` stays the global batch, split evenly between replicas.
     checkpoint_every: steps between checkpoints, besides one at every epoch end;
       0 saves at epoch ends only.
     max_steps: stop after this many steps in total (None: run all epochs).
@@ -66,6 +72,7 @@ class TrainConfig:
   seed: int = 0
   precision: str = "auto"
   jit_compile: str = "auto"
+  strategy: str = "default"
   checkpoint_every: int = 500
   max_steps: Optional[int] = None
   keep_checkpoints: int = 3
@@ -99,6 +106,9 @@ class TrainConfig:
       raise ConfigError(
           f"--jit_compile={self.jit_compile!r} is invalid: expected one of "
           f"{', '.join(JIT_COMPILE_CHOICES)}")
+    if self.strategy not in STRATEGY_CHOICES:
+      raise ConfigError(
+          f"--strategy={self.strategy!r} is invalid: expected one of {', '.join(STRATEGY_CHOICES)}")
     check_writable_directory("output_dir", self.output_dir)
     if self.mnist_source is not None and not os.path.exists(self.mnist_source):
       raise ConfigError(

@@ -159,33 +159,79 @@ def replica_train_step(model, real_images, noise, dropout_seeds, global_batch_si
   )
 
 
-def make_train_step(model, global_batch_size, precision="float32", jit_compile=False):
+def _replica_dropout_seeds(dropout_seeds, replica_id):
+  """Folds the replica id into each seed, so replicas draw independent dropout masks."""
+  columns = [tf.random.experimental.stateless_fold_in(dropout_seeds[:, i], replica_id)
+             for i in range(dropout_seeds.shape[1])]
+  return tf.stack(columns, axis=1)
+
+
+def make_train_step(model, global_batch_size, precision="float32", jit_compile=False,
+                    strategy=None):
   """Builds the compiled train step for `model`.
 
+  The noise [global_batch_size, noise_dim] and the dropout seeds are drawn once
+  per step from `model.rng` in cross-replica context, where every replica's copy
+  of the generator state gives the same numbers as one device would draw. Each
+  replica then takes the noise rows of its slice of the global batch, so with
+  dropout off the update does not depend on the number of replicas beyond
+  floating-point rounding. With dropout on, each replica folds its id into the
+  dropout seeds.
+
   Args:
-    model: a `GanModel`.
-    global_batch_size: images per step, the size of every batch passed in.
+    model: a `GanModel`, created under `strategy.scope()`.
+    global_batch_size: images per step over all replicas; a multiple of the
+      number of replicas.
     precision: one of `PRECISIONS`; the mixed ones compute in bfloat16 or float16
       and keep variables, losses and optimizer state in float32.
-    jit_compile: whether to compile the step with XLA.
+    jit_compile: whether to compile the step with XLA; only with one replica.
+    strategy: the `tf.distribute.Strategy` to run under; None for the current one.
 
   Returns:
-    A `tf.function` mapping real images [global_batch_size, 28, 28, 1] float32
-    in [-1, 1] to the dict of metrics described in `replica_train_step`. It is
-    traced once per input shape; `experimental_get_tracing_count()` counts traces.
+    A `tf.function` mapping real images to the dict of metrics described in
+    `replica_train_step`, summed over replicas (the gradient norms, equal on all
+    replicas, are averaged). With one replica the images are a float32 tensor
+    [global_batch_size, 28, 28, 1] in [-1, 1]. With several they are the
+    per-replica batches of `distribute.distribute_batches`, where replica r
+    receives rows [r * B / R, (r + 1) * B / R) of the global batch. It is traced
+    once per input shape, and `experimental_get_tracing_count()` counts traces.
   """
   compute_dtype = compute_dtype_for(precision)
   if precision == "mixed_float16":
     # NOTE: float16 needs loss scaling to keep small gradients from flushing to
     # zero; it is not implemented, so only bfloat16 is a safe mixed mode.
     raise NotImplementedError("mixed_float16 needs loss scaling, which is not implemented")
+  strategy = strategy or tf.distribute.get_strategy()
+  num_replicas = strategy.num_replicas_in_sync
+  if global_batch_size % num_replicas:
+    raise ValueError(f"global batch size {global_batch_size} is not a multiple of the "
+                     f"{num_replicas} replicas")
+  if jit_compile and num_replicas > 1:
+    # NOTE: XLA compiles the step for one device. MirroredStrategy can compile
+    # the per-replica part on GPUs only (TF 2.21 needs merge_call elsewhere),
+    # and that path is not tested here.
+    raise ValueError(f"jit_compile needs a single replica, got {num_replicas}")
+  replica_batch_size = global_batch_size // num_replicas
   noise_dim = model.noise_dim
+
+  def replica_step(real_images, noise, dropout_seeds):
+    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    start = replica_id * replica_batch_size
+    noise = noise[start:start + replica_batch_size]
+    if num_replicas > 1:
+      dropout_seeds = _replica_dropout_seeds(dropout_seeds, replica_id)
+    return replica_train_step(
+        model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype)
 
   def train_step(real_images):
     noise = model.rng.normal([global_batch_size, noise_dim])
     dropout_seeds = model.rng.make_seeds(2)
-    metrics = replica_train_step(
-        model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype)
+    replica_metrics = strategy.run(replica_step, args=(real_images, noise, dropout_seeds))
+    metrics = {}
+    for name, value in replica_metrics.items():
+      operation = (tf.distribute.ReduceOp.MEAN if name.endswith("gradient_norm")
+                   else tf.distribute.ReduceOp.SUM)
+      metrics[name] = strategy.reduce(operation, value, axis=None)
     model.step.assign_add(1)
     model.update_ema()
     return metrics

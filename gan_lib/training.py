@@ -7,6 +7,7 @@ grids, the GIF and the SavedModel. It keeps the math out and the files in.
 
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -18,8 +19,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from gan_lib import config as config_lib
 from gan_lib import data
 from gan_lib import devices
+from gan_lib import distribute
 from gan_lib import evaluation
 from gan_lib import images
 from gan_lib import io_utils
@@ -184,23 +187,60 @@ def restore_latest_good_checkpoint(checkpoint, manager):
   return None
 
 
-def _keep_if_best(row, model, best_frechet_distance, best_manager, paths, epoch, step):
+class ScratchCheckpointSaver:
+  """Saves checkpoints into a scratch folder and deletes each one right after.
+
+  Non-chief workers of a multi-worker run use it. Saving may run collective
+  operations, so every worker saves, but only the chief's copy is kept.
+  """
+
+  def __init__(self, checkpoint, directory):
+    self._checkpoint = checkpoint
+    self._directory = directory
+
+  def save(self, checkpoint_number):
+    manager = tf.train.CheckpointManager(self._checkpoint, self._directory, max_to_keep=1)
+    path = manager.save(checkpoint_number=checkpoint_number)
+    shutil.rmtree(self._directory)
+    return path
+
+
+def _checkpoint_savers(checkpoint, manager, paths, scratch_dir):
+  """Returns the savers of the latest and the best checkpoints.
+
+  On the chief (`scratch_dir` is None) they write the output folder, and the
+  first one is `manager`. On other workers they write scratch copies.
+  """
+  if scratch_dir is None:
+    return manager, tf.train.CheckpointManager(checkpoint, paths.best_checkpoint, max_to_keep=1)
+  return (ScratchCheckpointSaver(checkpoint, os.path.join(scratch_dir, "checkpoints")),
+          ScratchCheckpointSaver(checkpoint, os.path.join(scratch_dir, "best_checkpoint")))
+
+
+def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, step, strategy):
   """Saves a best checkpoint and best.json when this epoch's Frechet distance is the lowest.
 
   The distance compared is the averaged generator's when the model keeps one.
+  Only the chief evaluates, so `row` has the scores on the chief alone. Every
+  worker must call this, because the chief's distance is broadcast to the
+  others and every worker saves the best checkpoint.
   """
+  chief = distribute.is_chief(strategy)
   prefix = "ema_" if model.ema_generator is not None else ""
-  frechet_distance = row[prefix + "frechet_distance"]
-  logging.info("Epoch %d: Frechet distance %.3f, Inception Score %.3f (%s)", epoch,
-               frechet_distance, row[prefix + "inception_score"],
-               "averaged generator" if prefix else "generator")
+  frechet_distance = row[prefix + "frechet_distance"] if chief else 0.0
+  frechet_distance = distribute.broadcast_from_chief(strategy, frechet_distance)
+  if chief:
+    logging.info("Epoch %d: Frechet distance %.3f, Inception Score %.3f (%s)", epoch,
+                 frechet_distance, row[prefix + "inception_score"],
+                 "averaged generator" if prefix else "generator")
   if frechet_distance >= float(best_frechet_distance):
     return
   best_frechet_distance.assign(frechet_distance)
-  best_path = best_manager.save(checkpoint_number=step)
-  io_utils.atomic_write_text(
-      paths.best, json.dumps(dict(row, checkpoint=best_path), sort_keys=True) + "\n")
-  logging.info("New best Frechet distance %.3f: saved %s", frechet_distance, best_path)
+  best_path = best_saver.save(checkpoint_number=step)
+  if chief:
+    io_utils.atomic_write_text(
+        paths.best, json.dumps(dict(row, checkpoint=best_path), sort_keys=True) + "\n")
+    logging.info("New best Frechet distance %.3f: saved %s", frechet_distance, best_path)
 
 
 class ServingGenerator(tf.Module):
@@ -222,7 +262,7 @@ def export_generator(generator, export_dir):
 
   The `serving_default` signature maps float32 noise [N, noise_dim] to float32
   `images` [N, 28, 28, 1] in [-1, 1]; `tf.saved_model.load` reads it without this
-  library.
+  library. Variables created under a strategy are saved as plain variables.
   """
   temporary_dir = export_dir + ".tmp"
   if os.path.exists(temporary_dir):
@@ -230,6 +270,20 @@ def export_generator(generator, export_dir):
   module = ServingGenerator(generator)
   tf.saved_model.save(module, temporary_dir, signatures={"serving_default": module.serve})
   io_utils.replace_directory(temporary_dir, export_dir)
+
+
+def _export_on_every_worker(generator, paths, scratch_dir):
+  """Exports the SavedModel on the chief and into a deleted scratch copy elsewhere.
+
+  Saving may run collective operations in a multi-worker run, so every worker saves.
+  """
+  if scratch_dir is None:
+    export_generator(generator, paths.saved_model)
+    logging.info("Exported the generator SavedModel to %s", paths.saved_model)
+    return
+  scratch_export = os.path.join(scratch_dir, "saved_model")
+  export_generator(generator, scratch_export)
+  shutil.rmtree(scratch_export)
 
 
 def sample_noise(seed, noise_dim, count=NUM_SAMPLES):
@@ -246,17 +300,29 @@ def _progress_bar(total, initial, epoch):
                    leave=False)
 
 
-def train(config, pipeline=None, epoch_callback=None, evaluator=None):
+def train(config, pipeline=None, epoch_callback=None, evaluator=None, strategy=None):
   """Trains a DCGAN with the settings in `config`, resuming from a checkpoint in its output folder.
+
+  Under a multi-worker strategy every worker calls `train` with the same
+  configuration. The chief writes the output folder. The other workers read
+  its checkpoints when they resume, so the folder must be on a file system that
+  every worker sees, and they write nothing there.
 
   Args:
     config: a `gan_lib.config.TrainConfig`; it is validated first.
     pipeline: a `data.EpochPipeline` of training images; None builds one from the
-      TFDS `mnist` train split, preparing it offline if needed.
-    epoch_callback: optional `fn(model, epoch) -> dict` called after each epoch;
-      its float values join that epoch's JSON Lines row and summaries.
+      TFDS `mnist` train split, preparing it offline if needed. Its batches are
+      global batches, split between the replicas.
+    epoch_callback: optional `fn(model, epoch) -> dict` called after each epoch
+      on the chief only; its float values join that epoch's JSON Lines row and
+      summaries.
     evaluator: a `metrics.evaluator.Evaluator` for the evaluations that
-      `config.eval_every` asks for; None builds one against the MNIST test split.
+      `config.eval_every` asks for, run on the chief only; None builds one
+      against the MNIST test split.
+    strategy: the `tf.distribute.Strategy` to train under; None builds the one
+      `config.strategy` names. Create a "multi_worker" strategy with
+      `distribute.make_strategy` before any TensorFlow op, which includes
+      building `pipeline`.
 
   Returns:
     A `TrainResult`.
@@ -269,15 +335,34 @@ def train(config, pipeline=None, epoch_callback=None, evaluator=None):
     NoGoodCheckpointError: the folder has checkpoints and none restores.
   """
   config.validate()
-  with OutputDirLock(config.output_dir):
-    return _train_with_lock(config, pipeline, epoch_callback, evaluator)
+  if strategy is None:
+    strategy = distribute.make_strategy(config.strategy)
+  num_replicas = strategy.num_replicas_in_sync
+  if config.batch_size % num_replicas:
+    raise config_lib.ConfigError(
+        f"--batch_size={config.batch_size} is invalid: expected a multiple of the "
+        f"{num_replicas} replicas of --strategy={config.strategy}")
+  if num_replicas > 1 and config.jit_compile == "true":
+    raise config_lib.ConfigError(
+        f"--jit_compile=true is invalid with {num_replicas} replicas: expected false or auto")
+  if distribute.is_chief(strategy):
+    with OutputDirLock(config.output_dir):
+      return _run_training(config, pipeline, epoch_callback, evaluator, strategy, None)
+  with distribute.worker_scratch_dir(strategy) as scratch_dir:
+    return _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch_dir)
 
 
-def _train_with_lock(config, pipeline, epoch_callback, evaluator):
-  """Runs `train` once this process holds the output folder's lock."""
+def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch_dir):
+  """Runs `train` on the chief, which holds the output folder's lock, or on another worker.
+
+  `scratch_dir` is None on the chief. On other workers it is the folder for the
+  checkpoint and SavedModel copies they must write and then delete.
+  """
+  chief = scratch_dir is None
   paths = OutputPaths(config.output_dir)
-  paths.make_folders()
-  io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
+  if chief:
+    paths.make_folders()
+    io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
 
   if pipeline is None:
     from gan_lib import mnist_prep
@@ -290,22 +375,28 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
         f"pipeline batch size {pipeline.batch_size} differs from --batch_size={config.batch_size}")
 
   precision = devices.resolve_precision(config.precision)
-  jit_compile = devices.resolve_jit_compile(config.jit_compile)
-  logging.info("Train step mode: precision=%s, jit_compile=%s (requested %s, %s), device=%s",
-               precision, jit_compile, config.precision, config.jit_compile,
-               "GPU" if devices.has_gpu() else "CPU")
+  # "auto" turns XLA off with several replicas, which the compiled step does not support.
+  jit_compile = (devices.resolve_jit_compile(config.jit_compile)
+                 and strategy.num_replicas_in_sync == 1)
+  logging.info("Train step mode: precision=%s, jit_compile=%s (requested %s, %s), device=%s, "
+               "strategy=%s with %d replicas, task %s%s", precision, jit_compile,
+               config.precision, config.jit_compile, "GPU" if devices.has_gpu() else "CPU",
+               config.strategy, strategy.num_replicas_in_sync, distribute.task_name(strategy),
+               " (chief)" if chief else "")
 
-  model = train_step.GanModel(
-      noise_dim=config.noise_dim, width=config.width, learning_rate=config.learning_rate,
-      beta1=config.beta1, beta2=config.beta2, seed=config.seed,
-      ema_decay=config.ema_decay or None)
+  with strategy.scope():
+    model = train_step.GanModel(
+        noise_dim=config.noise_dim, width=config.width, learning_rate=config.learning_rate,
+        beta1=config.beta1, beta2=config.beta2, seed=config.seed,
+        ema_decay=config.ema_decay or None)
   # The generator whose samples, best checkpoint and SavedModel the run keeps.
   output_generator = model.ema_generator or model.generator
-  if config.eval_every and evaluator is None:
+  if chief and config.eval_every and evaluator is None:
     from metrics import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
     evaluator = evaluator_lib.Evaluator(data_dir=config.data_dir)
   step_function = train_step.make_train_step(
-      model, config.batch_size, precision=precision, jit_compile=jit_compile)
+      model, config.batch_size, precision=precision, jit_compile=jit_compile,
+      strategy=strategy)
 
   # Completed epochs and the running loss sums of the current epoch are checkpointed
   # too, so a resumed epoch reports the same means as an uninterrupted one.
@@ -316,24 +407,30 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
   checkpoint = tf.train.Checkpoint(
       **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums,
       best_frechet_distance=best_frechet_distance)
+  # Every worker restores from the chief's folder; only the chief saves into it.
   manager = tf.train.CheckpointManager(
       checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints)
-  best_manager = tf.train.CheckpointManager(checkpoint, paths.best_checkpoint, max_to_keep=1)
+  saver, best_saver = _checkpoint_savers(checkpoint, manager, paths, scratch_dir)
   restored = restore_latest_good_checkpoint(checkpoint, manager)
   if restored:
-    logging.info("Resumed from %s at step %d, epoch %d", restored, int(model.step),
+    logging.info("Resumed from %s at step %d, epoch %d", restored, int(model.step.numpy()),
                  int(epoch_variable))
+  distribute.check_workers_agree(strategy, int(model.step.numpy()), "the step restored")
 
-  step = int(model.step)
+  step = int(model.step.numpy())
   epoch = int(epoch_variable)
   steps_per_epoch = pipeline.steps_per_epoch
   epoch_rows = [row for row in io_utils.read_json_lines(paths.metrics) if row["epoch"] <= epoch]
   fixed_noise = sample_noise(config.seed, config.noise_dim)
-  writer = tf.summary.create_file_writer(paths.tensorboard)
+  if chief:
+    writer = tf.summary.create_file_writer(paths.tensorboard)
+  else:
+    writer = tf.summary.create_noop_writer()
 
   def save_checkpoint():
-    path = manager.save(checkpoint_number=step)
-    logging.info("Saved checkpoint %s", path)
+    path = saver.save(checkpoint_number=step)
+    if chief:
+      logging.info("Saved checkpoint %s", path)
     return path
 
   def reached_max_steps():
@@ -342,10 +439,13 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
   with _SignalCatcher() as signals, writer.as_default():
     while epoch < config.epochs and not reached_max_steps():
       skip = step - epoch * steps_per_epoch
-      progress = _progress_bar(steps_per_epoch, skip, epoch)
+      progress = _progress_bar(steps_per_epoch, skip, epoch) if chief else None
       epoch_start = time.perf_counter()
       steps_this_run = 0
-      for batch in pipeline.epoch(epoch, skip_batches=skip):
+      batches = distribute.distribute_batches(
+          strategy, functools.partial(pipeline.epoch, epoch, skip_batches=skip),
+          config.batch_size)
+      for batch in batches:
         outputs = step_function(batch)
         step += 1
         steps_this_run += 1
@@ -364,6 +464,8 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
           progress.set_postfix(d_loss=f"{values['discriminator_loss']:.3f}",
                                g_loss=f"{values['generator_loss']:.3f}")
         if signals.signal_number is not None:
+          # NOTE: in a multi-worker run only the signalled worker stops here; the
+          # others fail at their next collective operation once it has exited.
           save_checkpoint()
           raise TrainingInterrupted(signals.signal_number, step)
         if config.checkpoint_every and step % config.checkpoint_every == 0:
@@ -390,24 +492,28 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
           seconds=seconds,
           time=time.time(),
       )
-      grid = images.image_grid(output_generator(fixed_noise, training=False).numpy())
-      images.write_png(paths.sample_png(epoch), grid)
-      tf.summary.image("samples", grid[None, :, :, None], step=step)
-      tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
       evaluated = config.eval_every and (
           epoch % config.eval_every == 0 or epoch == config.epochs)
-      if evaluated:
-        row.update(evaluation.evaluate_model(
-            evaluator, model, config.eval_samples, seed=config.seed))
-      if epoch_callback is not None:
-        row.update(epoch_callback(model, epoch))
-      for name, value in row.items():
-        if name not in ("epoch", "step", "time", "seconds"):
-          tf.summary.scalar(f"epoch/{name}", value, step=step)
-      writer.flush()
+      if chief:
+        # Sampling, evaluation and the callback run no collective operation, so
+        # the other workers go on and wait at the next one.
+        grid = images.image_grid(output_generator(fixed_noise, training=False).numpy())
+        images.write_png(paths.sample_png(epoch), grid)
+        tf.summary.image("samples", grid[None, :, :, None], step=step)
+        tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
+        if evaluated:
+          row.update(evaluation.evaluate_model(
+              evaluator, model, config.eval_samples, seed=config.seed))
+        if epoch_callback is not None:
+          row.update(epoch_callback(model, epoch))
+        for name, value in row.items():
+          if name not in ("epoch", "step", "time", "seconds"):
+            tf.summary.scalar(f"epoch/{name}", value, step=step)
+        writer.flush()
 
       epoch_rows = [r for r in epoch_rows if r["epoch"] < epoch] + [row]
-      io_utils.write_json_lines(paths.metrics, epoch_rows)
+      if chief:
+        io_utils.write_json_lines(paths.metrics, epoch_rows)
       epoch_variable.assign(epoch)
       epoch_sums.assign(tf.zeros([3], tf.float64))
       logging.info(
@@ -415,15 +521,16 @@ def _train_with_lock(config, pipeline, epoch_callback, evaluator):
           "%.2f steps/s, %.1f s", epoch, config.epochs, step, row["discriminator_loss"],
           row["generator_loss"], steps_per_second, seconds)
       if evaluated:
-        _keep_if_best(row, model, best_frechet_distance, best_manager, paths, epoch, step)
+        _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, step,
+                      strategy)
       save_checkpoint()
 
-  sample_paths = [paths.sample_png(e) for e in range(1, epoch + 1)
-                  if os.path.exists(paths.sample_png(e))]
-  if sample_paths:
-    images.write_gif(paths.gif, sample_paths)
-  evaluation.write_metrics_plot(epoch_rows, paths.metrics_plot)
-  export_generator(output_generator, paths.saved_model)
-  logging.info("Exported the generator SavedModel to %s", paths.saved_model)
+  if chief:
+    sample_paths = [paths.sample_png(e) for e in range(1, epoch + 1)
+                    if os.path.exists(paths.sample_png(e))]
+    if sample_paths:
+      images.write_gif(paths.gif, sample_paths)
+    evaluation.write_metrics_plot(epoch_rows, paths.metrics_plot)
+  _export_on_every_worker(output_generator, paths, scratch_dir)
   return TrainResult(model=model, step=step, epoch=epoch, precision=precision,
                      jit_compile=jit_compile, epoch_rows=epoch_rows)
