@@ -33,6 +33,9 @@ flags.DEFINE_integer("repeats", 3, "Timed runs per mode and batch size. The tabl
 flags.DEFINE_string("output_json", "benchmark.json", "File to write the full results to, as "
                     "JSON.")
 flags.DEFINE_bool("skip_baseline", False, "Skip the Keras baseline.")
+flags.DEFINE_list("baseline_modes", list(benchmark.BASELINE_MODES), "Keras baseline modes to "
+                  "time, comma-separated; keras_mixed_bfloat16 takes minutes on CPUs without "
+                  "native bfloat16.")
 flags.DEFINE_bool("skip_peak", False, "Skip the matmul and convolution peak measurements.")
 flags.DEFINE_bool("skip_pipeline", False, "Skip the input pipeline measurement, which needs "
                   "the prepared TFDS mnist data set.")
@@ -61,6 +64,7 @@ def _settings_from_flags():
       timed_steps=values.timed_steps,
       repeats=values.repeats,
       skip_baseline=values.skip_baseline,
+      baseline_modes=tuple(values.baseline_modes),
       skip_peak=values.skip_peak,
       skip_pipeline=values.skip_pipeline,
       peak_matmul_size=values.peak_matmul_size,

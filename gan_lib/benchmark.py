@@ -68,6 +68,7 @@ class BenchmarkSettings:
     timed_steps: steps per timed run.
     repeats: timed runs per mode and batch size.
     skip_baseline: whether to skip the Keras baseline.
+    baseline_modes: Keras baseline modes from `BASELINE_MODES` to time.
     skip_peak: whether to skip the matmul and convolution peak measurements.
     skip_pipeline: whether to skip the input pipeline measurement.
     peak_matmul_size: N of the N x N matrix product of the peak measurement.
@@ -89,6 +90,7 @@ class BenchmarkSettings:
   timed_steps: int = 10
   repeats: int = 3
   skip_baseline: bool = False
+  baseline_modes: tuple = tuple(BASELINE_MODES)
   skip_peak: bool = False
   skip_pipeline: bool = False
   peak_matmul_size: int = 2048
@@ -111,6 +113,11 @@ class BenchmarkSettings:
             f"--batch_sizes={_join(self.batch_sizes)!r} is invalid: expected whole numbers "
             f">= 1, got {batch_size!r}")
     _check_modes(self.modes)
+    unknown = [mode for mode in self.baseline_modes if mode not in BASELINE_MODES]
+    if unknown or not self.baseline_modes:
+      raise BenchmarkSettingsError(
+          f"--baseline_modes={','.join(self.baseline_modes)!r} is invalid: expected a "
+          f"comma-separated list of {', '.join(BASELINE_MODES)}")
     for name in ("warmup_steps", "timed_steps", "repeats", "peak_matmul_size",
                  "peak_conv_batch_size", "pipeline_batches", "pipeline_warmup_batches",
                  "noise_dim", "width"):
@@ -648,7 +655,7 @@ def run_benchmark(settings, pipeline_factory=None):
           str(batch_size), count_graph_flops(step.get_concrete_function(batches[0])))
     if settings.skip_baseline:
       continue
-    for mode in BASELINE_MODES:
+    for mode in settings.baseline_modes:
       entry, step = _time_baseline_mode(settings, mode, batches)
       results["train_steps"].append(entry)
       graph_counts["keras_baseline"].setdefault(

@@ -139,7 +139,7 @@ def test_random_discrete_plan_draws_without_replacement():
 
 def test_random_discrete_plan_caps_at_space_size(caplog):
   space = search.SearchSpace({"batch_size": [4, 8], "noise_dim": [4, 6]})
-  with caplog.at_level("INFO"):
+  with caplog.at_level("INFO", logger="absl"):
     plan = search.draw_plan(space, "random", 10, seed=1)
   assert len({(params["batch_size"], params["noise_dim"]) for params in plan}) == 4
   assert len(plan) == 4
