@@ -2,8 +2,8 @@
 
 The script trains on a tiny TFDS `mnist` data set that the test prepares, so a
 run takes seconds. Each kill is a SIGKILL at a random moment or right after a
-log line that starts a write (checkpoint, epoch row and sample PNG, SavedModel);
-the same command is restarted until it finishes. The interrupted run must end
+log line that starts a write (checkpoint, epoch row and sample PNG, SavedModel).
+The same command is then restarted until it finishes. The interrupted run must end
 with the weights of an uninterrupted one and leave only whole files.
 
 GAN_LIB_FAULT_KILLS sets how many kills the random test makes (default 3, to
