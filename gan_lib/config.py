@@ -110,6 +110,9 @@ class TrainConfig:
       raise ConfigError(
           f"--strategy={self.strategy!r} is invalid: expected one of {', '.join(STRATEGY_CHOICES)}")
     check_writable_directory("output_dir", self.output_dir)
+    if self.data_dir is not None and os.path.exists(self.data_dir) and not os.path.isdir(
+        self.data_dir):
+      raise ConfigError(f"--data_dir={self.data_dir!r} is invalid: it is a file, expected a folder")
     if self.mnist_source is not None and not os.path.exists(self.mnist_source):
       raise ConfigError(
           f"--mnist_source={self.mnist_source!r} is invalid: no such file or folder")

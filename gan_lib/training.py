@@ -238,8 +238,10 @@ def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, s
   best_frechet_distance.assign(frechet_distance)
   best_path = best_saver.save(checkpoint_number=step)
   if chief:
+    # Relative to the output folder, so best.json stays valid when the folder moves.
+    relative_path = os.path.relpath(best_path, paths.root)
     io_utils.atomic_write_text(
-        paths.best, json.dumps(dict(row, checkpoint=best_path), sort_keys=True) + "\n")
+        paths.best, json.dumps(dict(row, checkpoint=relative_path), sort_keys=True) + "\n")
     logging.info("New best Frechet distance %.3f: saved %s", frechet_distance, best_path)
 
 

@@ -67,3 +67,11 @@ def test_missing_mnist_source_is_rejected(tmp_path):
                                   mnist_source=str(tmp_path / "absent.npz"))
   with pytest.raises(config_lib.ConfigError, match="no such file or folder"):
     config.validate()
+
+
+def test_data_dir_that_is_a_file_is_rejected(tmp_path):
+  file_path = tmp_path / "file"
+  file_path.write_text("")
+  config = config_lib.TrainConfig(output_dir=str(tmp_path / "run"), data_dir=str(file_path))
+  with pytest.raises(config_lib.ConfigError, match="--data_dir=.* it is a file, expected a folder"):
+    config.validate()
