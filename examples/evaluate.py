@@ -51,6 +51,8 @@ def _check_flags():
     return f"--generator={values.generator!r} is invalid: the path does not exist"
   if not values.output_json:
     return "--output_json is required: pass the path of the JSON file to write"
+  if os.path.isdir(values.output_json):
+    return f"--output_json={values.output_json!r} is invalid: it is a folder, expected a file path"
   output_folder = os.path.dirname(os.path.abspath(values.output_json))
   if not os.path.isdir(output_folder):
     return f"--output_json={values.output_json!r} is invalid: folder {output_folder} does not exist"

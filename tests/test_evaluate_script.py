@@ -52,6 +52,15 @@ def test_missing_flag_stops_with_one_line(tmp_path, flags, expected):
   assert result.stderr.strip() == expected
 
 
+def test_output_json_that_is_a_folder_stops_with_one_line(tmp_path):
+  folder = tmp_path / "run"
+  folder.mkdir()
+  result = _run(tmp_path, f"--generator={folder}", f"--output_json={tmp_path}")
+  assert result.returncode == 2
+  assert result.stderr.strip() == (
+      f"error: --output_json='{tmp_path}' is invalid: it is a folder, expected a file path")
+
+
 def test_folder_without_saved_model_stops_with_one_line(tmp_path):
   folder = tmp_path / "run"
   folder.mkdir()
