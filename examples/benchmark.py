@@ -25,7 +25,7 @@ flags.DEFINE_list("modes", list(benchmark.MODES), "Train step modes, comma-separ
                   "(tf.function, float32), xla (XLA, float32), bf16 (mixed_bfloat16), "
                   "xla_bf16 (XLA and mixed_bfloat16), auto (the library's default for this "
                   "device).")
-flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before the timed runs, which include "
+flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before the timed runs, at least 1; they include "
                      "tracing and XLA compilation.")
 flags.DEFINE_integer("timed_steps", 10, "Train steps per timed run.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per mode and batch size. The table shows their "

@@ -55,7 +55,7 @@ flags.DEFINE_integer("max_steps", None, "Stop after this many train steps in tot
 flags.DEFINE_integer("eval_every", 1, "Epochs between evaluations of Inception Score, Frechet "
                      "distance and the rest against the MNIST test split; 0 turns them off. "
                      "The last epoch is always evaluated unless this is 0.")
-flags.DEFINE_integer("eval_samples", 10000, "Generated images per evaluation.")
+flags.DEFINE_integer("eval_samples", 10000, "Generated images per evaluation, at least 10.")
 flags.DEFINE_float("ema_decay", 0.999, "Decay of the moving average of the generator's "
                    "weights, in [0, 1); 0 keeps no average. With an average, samples, the "
                    "best checkpoint and the SavedModel come from the averaged generator.")
