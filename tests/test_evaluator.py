@@ -16,6 +16,7 @@ from gan_lib import mnist_prep
 from gan_lib import training
 from metrics import classifier as classifier_lib
 from metrics import evaluator as evaluator_lib
+from tiny_generator import TinyGenerator
 
 SMALL_REFERENCE = "test[:1000]"
 SCALAR_KEYS = ("inception_score", "inception_score_std", "frechet_distance", "kernel_distance",
@@ -64,19 +65,6 @@ class RepeatedImageGenerator(tf.Module):
     def __call__(self, noise, training=False):
         del training
         return tf.tile(self.image, [tf.shape(noise)[0], 1, 1, 1])
-
-
-class TinyGenerator(tf.Module):
-    """A one-layer generator: tanh(noise @ w) reshaped to [N, 28, 28, 1]."""
-
-    def __init__(self, noise_dim=4):
-        super().__init__()
-        self.noise_dim = noise_dim
-        self.w = tf.Variable(tf.random.stateless_normal([noise_dim, 784], seed=[1, 2]))
-
-    def __call__(self, noise, training=False):
-        del training
-        return tf.reshape(tf.tanh(noise @ self.w), [-1, 28, 28, 1])
 
 
 def test_results_have_every_metric(real_mnist_test_split, classifier, shared_cache_dir):
