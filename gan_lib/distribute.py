@@ -123,8 +123,8 @@ def distribute_batches(strategy, make_dataset, global_batch_size):
 
   Replica r (its `replica_id_in_sync_group`) gets rows
   [r * B / R, (r + 1) * B / R) of every global batch of size B, where R is the
-  number of replicas, so each replica sees its contiguous slice of the batch a
-  single device would see. Every worker builds the full dataset, which must give
+  number of replicas, so each replica gets its contiguous slice of the batch a
+  single device would get. Every worker builds the full dataset, which must give
   the same batches in the same order on every worker, and keeps its replicas'
   rows.
 

@@ -17,8 +17,8 @@ def atomic_write_bytes(path, data):
   file_descriptor, temporary_path = tempfile.mkstemp(
       dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:
-    # mkstemp creates the file readable by its owner only; give it the mode a plain
-    # open() would, so outputs stay readable by other users as before.
+    # mkstemp creates the file readable by its owner only. Give it the mode a plain
+    # open() would, so other users can still read the outputs.
     os.chmod(temporary_path, 0o666 & ~_current_umask())
     with os.fdopen(file_descriptor, "wb") as temporary_file:
       temporary_file.write(data)

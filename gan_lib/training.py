@@ -308,7 +308,7 @@ def train(config, pipeline=None, epoch_callback=None, evaluator=None, strategy=N
   Under a multi-worker strategy every worker calls `train` with the same
   configuration. The chief writes the output folder. The other workers read
   its checkpoints when they resume, so the folder must be on a file system that
-  every worker sees, and they write nothing there.
+  every worker can read, and they write nothing there.
 
   Args:
     config: a `gan_lib.config.TrainConfig`; it is validated first.

@@ -56,7 +56,7 @@ def test_step_losses_match_eager_recomputation():
   seeds = model.rng.make_seeds(2)
   model.rng.reset(rng_state)
   fake = model.generator(noise, training=True)
-  # Undo the moving-average update of that eager pass so the step sees the same state.
+  # The eager pass also moves the batch-norm averages, which training-mode losses do not read.
   real_logits = model.discriminator(batch, training=True, dropout_seeds=seeds).numpy()
   fake_logits = model.discriminator(fake, training=True, dropout_seeds=seeds).numpy()
   expected = np.mean(np.logaddexp(0, -real_logits) + np.logaddexp(0, fake_logits))

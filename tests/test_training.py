@@ -177,8 +177,11 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_images, tmp_path,
   assert resumed.step == 4
   for a, b in zip(good_weights, _weights(resumed)):
     np.testing.assert_array_equal(a, b)
-  assert any("ckpt-8" in record.getMessage() and "ckpt-4" in record.getMessage()
-             for record in caplog.records)
+  fallback_messages = [record.getMessage() for record in caplog.records
+                       if "Fell back" in record.getMessage()]
+  assert len(fallback_messages) == 1
+  assert "ckpt-8" in fallback_messages[0]
+  assert "ckpt-4" in fallback_messages[0]
 
 
 def test_all_checkpoints_corrupt_is_an_error(tiny_images, tmp_path):
