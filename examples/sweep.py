@@ -82,6 +82,9 @@ flags.DEFINE_string("max_steps_values", None, "Train step limits to search, e.g.
 # Settings of every trial that the space does not set.
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Epochs of each trial.")
 flags.DEFINE_integer("max_steps", None, "Stop each trial after this many train steps.")
+flags.DEFINE_integer("examples_per_epoch", None, "Images per epoch of each trial (default: the "
+                     "60,000 of the train split); a shorter epoch gives the pruners more "
+                     "evaluations to act on.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size when it is not searched.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate when it is not "
                    "searched.")
@@ -139,6 +142,7 @@ def _settings_from_flags(space):
       output_dir=flags.FLAGS.output_dir,
       epochs=flags.FLAGS.epochs,
       max_steps=flags.FLAGS.max_steps,
+      examples_per_epoch=flags.FLAGS.examples_per_epoch,
       batch_size=flags.FLAGS.batch_size,
       learning_rate=flags.FLAGS.learning_rate,
       noise_dim=flags.FLAGS.noise_dim,

@@ -52,6 +52,9 @@ flags.DEFINE_enum("strategy", "default", list(config_lib.STRATEGY_CHOICES),
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints, besides one at "
                      "each epoch end; 0 saves at epoch ends only.")
 flags.DEFINE_integer("max_steps", None, "Stop after this many train steps in total.")
+flags.DEFINE_integer("examples_per_epoch", None, "Images per epoch (default: all 60,000). A "
+                     "shorter epoch is the start of that epoch's shuffled order, so samples, "
+                     "evaluations and checkpoints come more often.")
 flags.DEFINE_integer("eval_every", 1, "Epochs between evaluations of Inception Score, Frechet "
                      "distance and the rest against the MNIST test split; 0 turns them off. "
                      "The last epoch is always evaluated unless this is 0.")
@@ -82,6 +85,7 @@ def _config_from_flags():
       strategy=flags.FLAGS.strategy,
       checkpoint_every=flags.FLAGS.checkpoint_every,
       max_steps=flags.FLAGS.max_steps,
+      examples_per_epoch=flags.FLAGS.examples_per_epoch,
       eval_every=flags.FLAGS.eval_every,
       eval_samples=flags.FLAGS.eval_samples,
       ema_decay=flags.FLAGS.ema_decay,

@@ -31,7 +31,8 @@ class TrainConfig:
   Attributes:
     output_dir: folder for checkpoints, samples, logs and the SavedModel; a run
       resumes from the checkpoint it finds there.
-    epochs: passes over the training split.
+    epochs: passes over the training split, or epochs of `examples_per_epoch`
+      images each when that is set.
     batch_size: images per train step.
     noise_dim: size of the generator's noise vector.
     learning_rate: Adam step size of both networks, in (0, 1).
@@ -48,6 +49,11 @@ class TrainConfig:
     checkpoint_every: steps between checkpoints, besides one at every epoch end;
       0 saves at epoch ends only.
     max_steps: stop after this many steps in total (None: run all epochs).
+    examples_per_epoch: images in one epoch (None: the whole training split). A
+      shorter epoch takes the first `examples_per_epoch // batch_size` batches of
+      that epoch's shuffled order, so samples, evaluations, checkpoints and the
+      pruning of search trials come more often; each epoch still draws from
+      all the images.
     keep_checkpoints: how many recent checkpoints to keep.
     summary_every: steps between TensorBoard loss summaries.
     eval_every: epochs between evaluations (Inception Score, Frechet distance
@@ -75,6 +81,7 @@ class TrainConfig:
   strategy: str = "default"
   checkpoint_every: int = 500
   max_steps: Optional[int] = None
+  examples_per_epoch: Optional[int] = None
   keep_checkpoints: int = 3
   summary_every: int = 50
   eval_every: int = 1
@@ -93,6 +100,8 @@ class TrainConfig:
     _check_integer("eval_samples", self.eval_samples, minimum=MIN_EVAL_SAMPLES)
     if self.max_steps is not None:
       _check_integer("max_steps", self.max_steps, minimum=1)
+    if self.examples_per_epoch is not None:
+      _check_integer("examples_per_epoch", self.examples_per_epoch, minimum=self.batch_size)
     _check_integer("seed", self.seed, minimum=0)
     _check_open_interval("learning_rate", self.learning_rate, 0.0, 1.0)
     for name in ("beta1", "beta2", "ema_decay"):

@@ -67,17 +67,27 @@ class EpochPipeline:
     """Builds the pipeline over uint8 images [N, 28, 28, 1] held in memory."""
     return cls(tf.data.Dataset.from_tensor_slices(images), len(images), batch_size, seed)
 
-  def epoch(self, epoch, skip_batches=0):
+  def steps_for(self, examples_per_epoch=None):
+    """Returns the batches in an epoch of `examples_per_epoch` images (None: all of them)."""
+    if examples_per_epoch is None:
+      return self.steps_per_epoch
+    return min(self.steps_per_epoch, examples_per_epoch // self.batch_size)
+
+  def epoch(self, epoch, skip_batches=0, num_batches=None):
     """Returns the dataset of one epoch's float32 batches [batch_size, 28, 28, 1] in [-1, 1].
 
     Args:
       epoch: zero-based epoch number; it selects the shuffle order.
       skip_batches: number of batches of this epoch already consumed.
+      num_batches: batches in the epoch, counting the skipped ones; None for
+        all. A shorter epoch is the start of the full epoch's order.
     """
     epoch_seed = (self.seed * 1_000_003 + epoch) % (2**31 - 1)
     dataset = self._images.shuffle(
         self.num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
     dataset = dataset.batch(self.batch_size, drop_remainder=True)
+    if num_batches is not None:
+      dataset = dataset.take(num_batches)
     if skip_batches:
       dataset = dataset.skip(skip_batches)
     dataset = dataset.map(to_model_range, num_parallel_calls=tf.data.AUTOTUNE)

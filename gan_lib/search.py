@@ -74,11 +74,11 @@ _INTERRUPTED = "interrupted"
 
 # TrainConfig fields that change a trial's result. A resumed study must keep them,
 # or its trials would not be comparable.
-_RESULT_FIELDS = ("epochs", "max_steps", "batch_size", "noise_dim", "learning_rate", "beta1",
+_RESULT_FIELDS = ("epochs", "max_steps", "examples_per_epoch", "batch_size", "noise_dim", "learning_rate", "beta1",
                   "beta2", "width", "seed", "precision", "ema_decay", "eval_every",
                   "eval_samples")
 # Flags of examples/train_gan.py, in the order the best command lists them.
-_TRAIN_GAN_FLAGS = ("epochs", "max_steps", "batch_size", "noise_dim", "learning_rate", "beta1",
+_TRAIN_GAN_FLAGS = ("epochs", "max_steps", "examples_per_epoch", "batch_size", "noise_dim", "learning_rate", "beta1",
                     "beta2", "width", "seed", "precision", "jit_compile", "checkpoint_every",
                     "eval_every", "eval_samples", "ema_decay", "data_dir", "mnist_source")
 
@@ -1270,7 +1270,8 @@ class TrialRunner:
     rows = [dict(row) for row in result.epoch_rows if prefix + "frechet_distance" in row]
     if not rows or rows[-1]["step"] < result.step:
       # Training stopped (max_steps) after the last evaluated epoch: score the final weights.
-      row = dict(epoch=result.step / pipeline.steps_per_epoch, step=result.step)
+      row = dict(epoch=result.step / pipeline.steps_for(config.examples_per_epoch),
+                 step=result.step)
       row.update(evaluation.evaluate_model(recorder, result.model, config.eval_samples,
                                            seed=config.seed))
       rows.append(row)

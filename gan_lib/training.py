@@ -421,7 +421,7 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
 
   step = int(model.step.numpy())
   epoch = int(epoch_variable)
-  steps_per_epoch = pipeline.steps_per_epoch
+  steps_per_epoch = pipeline.steps_for(config.examples_per_epoch)
   epoch_rows = [row for row in io_utils.read_json_lines(paths.metrics) if row["epoch"] <= epoch]
   fixed_noise = sample_noise(config.seed, config.noise_dim)
   if chief:
@@ -445,7 +445,8 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
       epoch_start = time.perf_counter()
       steps_this_run = 0
       batches = distribute.distribute_batches(
-          strategy, functools.partial(pipeline.epoch, epoch, skip_batches=skip),
+          strategy, functools.partial(pipeline.epoch, epoch, skip_batches=skip,
+                                      num_batches=steps_per_epoch),
           config.batch_size)
       for batch in batches:
         outputs = step_function(batch)

@@ -20,6 +20,7 @@ BAD_VALUES = [
     ("beta2", -0.1, r"expected a number in \[0, 1\)"),
     ("checkpoint_every", -1, "expected a whole number >= 0"),
     ("max_steps", 0, "expected a whole number >= 1"),
+    ("examples_per_epoch", 255, "expected a whole number >= 256"),
     ("seed", -1, "expected a whole number >= 0"),
     ("eval_every", -1, "expected a whole number >= 0"),
     ("eval_samples", 9, "expected a whole number >= 10"),

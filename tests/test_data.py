@@ -57,3 +57,15 @@ def test_each_epoch_is_a_permutation_of_the_data(tiny_images):
 def test_batch_larger_than_data_is_rejected(tiny_images):
   with pytest.raises(ValueError, match="larger than the data set"):
     data.EpochPipeline.from_array(tiny_images, batch_size=65, seed=0)
+
+
+def test_short_epoch_is_the_start_of_the_full_epoch(tiny_images):
+  pipeline = data.EpochPipeline.from_array(tiny_images, batch_size=8, seed=5)
+  assert pipeline.steps_for(None) == 8
+  assert pipeline.steps_for(20) == 2
+  assert pipeline.steps_for(1000) == 8
+  full = _epoch_batches(pipeline, 1)
+  short = [batch.numpy() for batch in pipeline.epoch(1, num_batches=3)]
+  resumed = [batch.numpy() for batch in pipeline.epoch(1, skip_batches=2, num_batches=3)]
+  np.testing.assert_array_equal(np.stack(full[:3]), np.stack(short))
+  np.testing.assert_array_equal(np.stack(full[2:3]), np.stack(resumed))

@@ -239,3 +239,21 @@ def test_samples_and_export_use_averaged_generator(tiny_images, tmp_path):
   raw = result.model.generator(noise, training=False).numpy()
   np.testing.assert_allclose(served, averaged, atol=1e-6)
   assert not np.allclose(served, raw, atol=1e-4)
+
+
+def test_short_epochs_evaluate_and_resume_like_a_straight_run(tiny_images, tmp_path):
+  # 64 images at batch 16: an epoch of 32 images is 2 steps.
+  evaluator = _ScriptedEvaluator([5.0, 4.0, 3.0, 2.0])
+  straight = _train(tiny_images, tmp_path / "straight", evaluator=evaluator, epochs=2,
+                    examples_per_epoch=32, eval_every=1, eval_samples=10, ema_decay=0.0)
+  rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text()
+          .splitlines()]
+  assert [(row["epoch"], row["step"]) for row in rows] == [(1, 2), (2, 4)]
+  assert [row["frechet_distance"] for row in rows] == [5.0, 4.0]
+  _train(tiny_images, tmp_path / "resumed", epochs=2, examples_per_epoch=32, max_steps=3,
+         ema_decay=0.0)
+  resumed = _train(tiny_images, tmp_path / "resumed", epochs=2, examples_per_epoch=32,
+                   ema_decay=0.0)
+  assert resumed.step == 4
+  for a, b in zip(_weights(straight), _weights(resumed)):
+    np.testing.assert_array_equal(a, b)
