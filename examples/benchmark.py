@@ -17,11 +17,15 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from gan_lib import benchmark
+# The names of gan_lib.benchmark.MODES and BASELINE_MODES. They are repeated
+# here because gan_lib.benchmark imports TensorFlow, which takes seconds, and the
+# flags are checked before that. tests/test_bad_inputs.py checks that they match.
+_MODES = ("graph", "xla", "bf16", "xla_bf16", "auto")
+_BASELINE_MODES = ("keras_float32", "keras_mixed_bfloat16")
 
 flags.DEFINE_list("batch_sizes", ["256"], "Images per train step, comma-separated. Every "
                   "mode is timed at each.")
-flags.DEFINE_list("modes", list(benchmark.MODES), "Train step modes, comma-separated: graph "
+flags.DEFINE_list("modes", list(_MODES), "Train step modes, comma-separated: graph "
                   "(tf.function, float32), xla (XLA, float32), bf16 (mixed_bfloat16), "
                   "xla_bf16 (XLA and mixed_bfloat16), auto (the library's default for this "
                   "device).")
@@ -33,7 +37,7 @@ flags.DEFINE_integer("repeats", 3, "Timed runs per mode and batch size. The tabl
 flags.DEFINE_string("output_json", "benchmark.json", "File to write the full results to, as "
                     "JSON.")
 flags.DEFINE_bool("skip_baseline", False, "Skip the Keras baseline.")
-flags.DEFINE_list("baseline_modes", list(benchmark.BASELINE_MODES), "Keras baseline modes to "
+flags.DEFINE_list("baseline_modes", list(_BASELINE_MODES), "Keras baseline modes to "
                   "time, comma-separated; keras_mixed_bfloat16 takes minutes on CPUs without "
                   "native bfloat16.")
 flags.DEFINE_bool("skip_peak", False, "Skip the matmul and convolution peak measurements.")
@@ -55,7 +59,63 @@ flags.DEFINE_string("data_dir", None, "TFDS data dir of the prepared mnist data 
                     "(default: TFDS's own).")
 
 
-def _settings_from_flags():
+def _check_flags():
+  """Returns a one-line error for the first invalid flag, or None, without importing TensorFlow.
+
+  The messages are those of `benchmark.BenchmarkSettings.validate`,
+  `benchmark.parse_batch_sizes` and `benchmark.check_output_path`, which check
+  the same values again after the import.
+  """
+  values = flags.FLAGS
+  batch_sizes_text = ",".join(values.batch_sizes)
+  if not values.batch_sizes:
+    return "--batch_sizes is missing: expected whole numbers >= 1"
+  for text in values.batch_sizes:
+    try:
+      batch_size = int(text)
+    except ValueError:
+      return (f"--batch_sizes={batch_sizes_text!r} is invalid: expected whole numbers >= 1, "
+              f"got {text!r}")
+    if batch_size < 1:
+      return (f"--batch_sizes={batch_sizes_text!r} is invalid: expected whole numbers >= 1, "
+              f"got {batch_size}")
+
+  expected_modes = f"expected a comma-separated list of {', '.join(_MODES)}"
+  if not values.modes:
+    return f"--modes is missing: {expected_modes}"
+  for mode in values.modes:
+    if mode not in _MODES:
+      return f"--modes={','.join(values.modes)!r} is invalid: unknown mode {mode!r}, {expected_modes}"
+  if len(set(values.modes)) != len(values.modes):
+    return f"--modes={','.join(values.modes)!r} is invalid: a mode is listed more than once"
+  if not values.baseline_modes or any(mode not in _BASELINE_MODES
+                                      for mode in values.baseline_modes):
+    return (f"--baseline_modes={','.join(values.baseline_modes)!r} is invalid: expected a "
+            f"comma-separated list of {', '.join(_BASELINE_MODES)}")
+
+  for name in ("warmup_steps", "timed_steps", "repeats", "peak_matmul_size",
+               "peak_conv_batch_size", "pipeline_batches", "pipeline_warmup_batches",
+               "noise_dim", "width"):
+    if values[name].value < 1:
+      return f"--{name}={values[name].value!r} is invalid: expected a whole number >= 1"
+  if values.seed < 0:
+    return f"--seed={values.seed!r} is invalid: expected a whole number >= 0"
+  if not values.peak_seconds > 0:
+    return f"--peak_seconds={values.peak_seconds!r} is invalid: expected a number of seconds > 0"
+
+  output_json = values.output_json
+  if not output_json:
+    return "--output_json is missing: expected a file path"
+  if os.path.isdir(output_json):
+    return f"--output_json={output_json!r} is invalid: it is a folder, expected a file path"
+  folder = os.path.dirname(os.path.abspath(output_json))
+  if not os.path.isdir(folder):
+    return f"--output_json={output_json!r} is invalid: the folder {folder!r} does not exist"
+  return None
+
+
+def _settings_from_flags(benchmark):
+  """Builds the BenchmarkSettings from the flags. `benchmark` is the gan_lib.benchmark module."""
   values = flags.FLAGS
   return benchmark.BenchmarkSettings(
       batch_sizes=benchmark.parse_batch_sizes(values.batch_sizes),
@@ -82,8 +142,16 @@ def _settings_from_flags():
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}, every setting is a --flag")
+  error = _check_flags()
+  if error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+  # Imported after the checks above, so a bad flag gets its one-line error
+  # before TensorFlow's start-up.
+  from gan_lib import benchmark  # pylint: disable=g-import-not-at-top
+
   try:
-    settings = _settings_from_flags()
+    settings = _settings_from_flags(benchmark)
     settings.validate()
     benchmark.check_output_path(flags.FLAGS.output_json)
   except benchmark.BenchmarkSettingsError as error:

@@ -18,21 +18,28 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
-from gan_lib import mnist_prep
-from gan_lib import optimizers
-from metrics import classifier as classifier_lib
+import metrics
 
-flags.DEFINE_string("output", classifier_lib.DEFAULT_WEIGHTS_PATH,
-                    "Path of the weights file to write (.npz).")
+# TensorFlow and the modules that import it are imported inside the functions,
+# after the flags are checked, so a bad flag gets its one-line error in about a
+# second instead of after TensorFlow's start-up.
+
+# The same path as metrics.classifier.DEFAULT_WEIGHTS_PATH, which needs the
+# TensorFlow import. `import metrics` imports no TensorFlow.
+_DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(metrics.__file__)), "weights",
+                               "mnist_classifier.npz")
+_TRAIN_SPLIT_SIZE = 60_000
+
+flags.DEFINE_string("output", _DEFAULT_OUTPUT, "Path of the weights file to write (.npz).")
 flags.DEFINE_integer("epochs", 12, "Passes over the 60,000-image train split.")
-flags.DEFINE_integer("batch_size", 128, "Images per train step.")
+flags.DEFINE_integer("batch_size", 128, "Images per train step, at most 60,000.")
 flags.DEFINE_float("learning_rate", 1e-3, "Initial Adam step size, in (0, 1); it decays to 0 on a "
                    "cosine schedule over the run.")
 flags.DEFINE_integer("max_shift", 2, "Maximum random shift of each training image, in pixels, "
                      "along each axis.")
-flags.DEFINE_integer("seed", 0, "Seed of the initial weights, shuffle order, shifts and dropout.")
+flags.DEFINE_integer("seed", 0, "Seed of the initial weights, shuffle order, shifts and dropout, "
+                     "a whole number >= 0.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the prepared mnist "
                     "data set; default: TFDS's own.")
 
@@ -50,6 +57,8 @@ def random_shift(images, max_shift, rng):
   Returns:
     float32 [B, 28, 28, 1].
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   if max_shift == 0:
     return images
   batch_size = tf.shape(images)[0]
@@ -66,6 +75,7 @@ def random_shift(images, max_shift, rng):
 
 def make_train_step(classifier, optimizer, rng, max_shift):
   """Builds the compiled step: shift, forward, cross-entropy, backward, Adam update."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   @tf.function
   def train_step(uint8_images, labels, learning_rate):
@@ -95,12 +105,24 @@ def _check_flags():
   values = flags.FLAGS
   if values.epochs < 1:
     return f"--epochs={values.epochs} is invalid: expected a whole number >= 1"
-  if values.batch_size < 1:
-    return f"--batch_size={values.batch_size} is invalid: expected a whole number >= 1"
+  if not 1 <= values.batch_size <= _TRAIN_SPLIT_SIZE:
+    # A batch larger than the train split would leave no train step, and the
+    # untrained weights would replace the output file.
+    return (f"--batch_size={values.batch_size} is invalid: expected a whole number in "
+            f"[1, {_TRAIN_SPLIT_SIZE}], the size of the train split")
   if not 0.0 < values.learning_rate < 1.0:
     return f"--learning_rate={values.learning_rate} is invalid: expected a number in (0, 1)"
   if not 0 <= values.max_shift <= 8:
     return f"--max_shift={values.max_shift} is invalid: expected a whole number in [0, 8]"
+  if values.seed < 0:
+    return f"--seed={values.seed} is invalid: expected a whole number >= 0"
+  if not values.output:
+    return "--output is missing: expected the path of the .npz file to write"
+  if os.path.isdir(values.output):
+    return f"--output={values.output!r} is invalid: it is a folder, expected a file path"
+  if values.data_dir is not None and os.path.exists(values.data_dir) and not os.path.isdir(
+      values.data_dir):
+    return f"--data_dir={values.data_dir!r} is invalid: it is a file, expected a folder"
   return None
 
 
@@ -112,6 +134,11 @@ def main(argv):
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   values = flags.FLAGS
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from gan_lib import mnist_prep  # pylint: disable=g-import-not-at-top
+  from gan_lib import optimizers  # pylint: disable=g-import-not-at-top
+  from metrics import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
 
   mnist_prep.ensure_mnist(values.data_dir)
   train_images, train_labels = classifier_lib.load_mnist_split("train", values.data_dir)
