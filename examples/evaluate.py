@@ -18,6 +18,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from gan_lib import config
+from metrics import validation
+
 flags.DEFINE_string("generator", None, "SavedModel folder or training output folder of the "
                     "generator to evaluate.")
 flags.DEFINE_integer("num_samples", 10_000, "Number of images to generate and score, at least 10.")
@@ -26,9 +29,10 @@ flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the
                     "data set; default: TFDS's own.")
 flags.DEFINE_integer("batch_size", 500, "Images generated per step; it changes memory use, not "
                      "the results.")
-flags.DEFINE_string("reference_split", "test", "TFDS split of mnist to compare against, such as "
-                    "test or train.")
-flags.DEFINE_integer("seed", 0, "Seed of the generator noise.")
+flags.DEFINE_string("reference_split", "test", "TFDS split of mnist to compare against: train, "
+                    "test or all, optionally sliced or joined, such as test[:1000] or "
+                    "train[:50%]+test.")
+flags.DEFINE_integer("seed", 0, "Seed of the generator noise, a whole number >= 0.")
 
 
 def _to_json_value(value):
@@ -40,6 +44,24 @@ def _to_json_value(value):
   if isinstance(value, np.generic):
     return value.item()
   return value
+
+
+def _check_generator_layout(path):
+  """Returns a one-line error unless the existing `path` is a SavedModel or training output folder.
+
+  It checks only the layout. `evaluator.load_generator_from_path` loads the
+  model and reports anything else that is wrong.
+  """
+  if not os.path.isdir(path):
+    return (f"--generator={path!r} is invalid: it is a file, expected a SavedModel folder or a "
+            "training output folder")
+  if not (os.path.isfile(os.path.join(path, "saved_model.pb"))
+          or os.path.isfile(os.path.join(path, "saved_model", "saved_model.pb"))):
+    # The words of evaluator.InvalidGeneratorError, which reports this case only
+    # after TensorFlow is imported.
+    return (f"--generator={path!r} is invalid: {path} is neither a SavedModel (no "
+            "saved_model.pb) nor a training output folder (no saved_model/saved_model.pb)")
+  return None
 
 
 def _check_flags():
@@ -56,8 +78,23 @@ def _check_flags():
   output_folder = os.path.dirname(os.path.abspath(values.output_json))
   if not os.path.isdir(output_folder):
     return f"--output_json={values.output_json!r} is invalid: folder {output_folder} does not exist"
+  layout_error = _check_generator_layout(values.generator)
+  if layout_error:
+    return layout_error
+  if values.num_samples < config.MIN_EVAL_SAMPLES:
+    return (f"--num_samples={values.num_samples} is invalid: expected a whole number >= "
+            f"{config.MIN_EVAL_SAMPLES}")
   if values.batch_size < 1:
     return f"--batch_size={values.batch_size} is invalid: expected a whole number >= 1"
+  if values.seed < 0:
+    return f"--seed={values.seed} is invalid: expected a whole number >= 0"
+  if values.data_dir is not None and os.path.exists(values.data_dir) and not os.path.isdir(
+      values.data_dir):
+    return f"--data_dir={values.data_dir!r} is invalid: it is a file, expected a folder"
+  try:
+    validation.check_mnist_split(values.reference_split, name="--reference_split")
+  except ValueError as error:
+    return str(error)
   return None
 
 
@@ -74,10 +111,6 @@ def main(argv):
   from gan_lib import io_utils  # pylint: disable=g-import-not-at-top
   from metrics import evaluator  # pylint: disable=g-import-not-at-top
 
-  if values.num_samples < evaluator.MIN_SAMPLES:
-    print(f"error: --num_samples={values.num_samples} is invalid: expected a whole number >= "
-          f"{evaluator.MIN_SAMPLES}", file=sys.stderr)
-    sys.exit(2)
   try:
     generator, noise_dim = evaluator.load_generator_from_path(values.generator)
   except evaluator.InvalidGeneratorError as invalid:

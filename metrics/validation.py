@@ -1,12 +1,36 @@
 """Input checks shared by the metric functions, and `check_images` for the evaluator.
 
 Every metric accepts numpy arrays or TensorFlow tensors. Tensors are converted with
-`np.asarray`, so this module never imports TensorFlow.
+`np.asarray`, so this module never imports TensorFlow. `check_mnist_split` imports
+tensorflow_datasets, which does not import TensorFlow either.
 """
+
+import re
 
 import numpy as np
 
 IMAGE_SHAPE = (28, 28, 1)
+# The splits of TFDS's mnist 3.0.1. TFDS also accepts "all", both splits together.
+MNIST_SPLITS = ("train", "test")
+
+
+def _as_array(values, name, expected_shape):
+    """Convert `values` with `np.asarray`, naming the argument if numpy cannot.
+
+    A ragged nested list (rows of different lengths) makes numpy raise a
+    ValueError that names neither the argument nor the shape it should have.
+
+    Args:
+      values: array-like or tf.Tensor.
+      name: name of the argument, used in error messages.
+      expected_shape: the shape the caller expects, such as "[N, d]", for the message.
+    """
+    try:
+        return np.asarray(values)
+    except ValueError as error:
+        raise ValueError(
+            f"{name} must be an array of shape {expected_shape}, but numpy could not convert it: {error}"
+        ) from None
 
 
 def as_float64_matrix(values, name, min_rows=2):
@@ -24,7 +48,7 @@ def as_float64_matrix(values, name, min_rows=2):
       ValueError: if `values` is not 2-D, is not real numeric, has fewer than
         `min_rows` rows, has no columns, or contains NaN or Inf.
     """
-    array = np.asarray(values)
+    array = _as_array(values, name, "[num_samples, num_features]")
     check_real_numeric(array, name)
     if array.ndim != 2:
         raise ValueError(
@@ -57,7 +81,7 @@ def as_float64_vector(values, name):
       ValueError: if `values` is not 1-D, is empty, is not real numeric, or contains
         NaN or Inf.
     """
-    array = np.asarray(values)
+    array = _as_array(values, name, "[d]")
     check_real_numeric(array, name)
     if array.ndim != 1 or array.shape[0] < 1:
         raise ValueError(f"{name} must be a non-empty vector of shape [d], but has shape {array.shape}.")
@@ -127,7 +151,7 @@ def check_images(images):
         [0, 255], or a floating-point batch has no negative pixel, as in images in
         [0, 1].
     """
-    array = np.asarray(images)
+    array = _as_array(images, "images", "[N, 28, 28] or [N, 28, 28, 1]")
     if array.ndim == 3:
         array = array[..., np.newaxis]
     if array.ndim != 4 or array.shape[1:] != IMAGE_SHAPE:
@@ -161,3 +185,35 @@ def check_images(images):
             "Use x * 2 - 1."
         )
     return array.astype(np.float32)
+
+
+def check_mnist_split(split, name="reference_split"):
+    """Raise ValueError unless `split` is a TFDS split of mnist, such as "test" or "train[:50%]+test".
+
+    TFDS's own parser checks the syntax, then every split named must be train,
+    test or all. TFDS itself reports an unknown split name only when it reads the
+    data, after the evaluation has started.
+
+    Args:
+      split: the split spec.
+      name: name of the argument or flag, used in error messages.
+    """
+    # tensorflow_datasets 4.9 imports no TensorFlow here. It is imported on first
+    # use because the import takes about a second.
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    expected = (
+        f"expected {', '.join(MNIST_SPLITS)} or all, optionally sliced as in test[:1000] "
+        "or joined as in train[:50%]+test"
+    )
+    if not isinstance(split, str):
+        raise ValueError(f"{name}={split!r} is invalid: {expected}")
+    try:
+        tfds.core.ReadInstruction.from_spec(split)
+    except (ValueError, NotImplementedError):
+        raise ValueError(f"{name}={split!r} is invalid: it is not a TFDS split; {expected}") from None
+    # The parser accepted it, so each "+"-separated part is a name with an optional [slice].
+    for part in re.split(r"\s*\+\s*", split):
+        split_name = part.split("[", 1)[0]
+        if split_name not in MNIST_SPLITS + ("all",):
+            raise ValueError(f"{name}={split!r} is invalid: mnist has no split {split_name!r}; {expected}")
