@@ -117,8 +117,12 @@ _RANGE_FLAGS = {"learning_rate": "learning_rate_range", "beta1": "beta1_range"}
 
 def _space_from_flags():
   """Builds the SearchSpace from --space or the space flags."""
-  space_flags_set = [name for name in list(_VALUE_FLAGS.values()) + list(_RANGE_FLAGS.values())
-           if flags.FLAGS[name].value is not None]
+  space_flags = list(_VALUE_FLAGS.values()) + list(_RANGE_FLAGS.values())
+  space_flags_set = [name for name in space_flags if flags.FLAGS[name].value is not None]
+  if flags.FLAGS.space is None and not space_flags_set:
+    # SearchSpace's own message names hyperparameters, not the flags that set them.
+    raise search.SearchError(
+        f"search space is empty: pass --space=FILE or at least one of --{', --'.join(space_flags)}")
   if flags.FLAGS.space is not None:
     if space_flags_set:
       raise search.SearchError(
@@ -134,6 +138,9 @@ def _space_from_flags():
 
 def _settings_from_flags(space):
   """Builds the SearchSettings; rejects a fixed flag for a hyperparameter that is searched."""
+  if flags.FLAGS.method != "grid" and flags.FLAGS.num_trials is None:
+    raise search.SearchError(f"--num_trials is required with --method={flags.FLAGS.method}: give "
+                             "the number of trials to run, a whole number >= 1")
   for name in space.names:
     if flags.FLAGS[name].present:
       raise search.SearchError(f"--{name} sets a hyperparameter that the search space varies; "
@@ -199,7 +206,9 @@ def main(argv):
     # Checked before TensorFlow is imported, so a bad flag gets its one-line error at once.
     settings.validate(space)
     space.validate(settings.train)
-  except search.SearchError as error:
+    # Creates the folder, as the search would next.
+    config_lib.check_writable_directory("output_dir", settings.output_dir)
+  except (search.SearchError, config_lib.ConfigError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   from gan_lib import training  # pylint: disable=g-import-not-at-top

@@ -383,7 +383,28 @@ def _load_yaml(text):
   try:
     return yaml.load(text, Loader=Loader)  # Loader is a SafeLoader subclass.
   except yaml.YAMLError as error:
-    raise ValueError(str(error)) from None
+    raise ValueError(_describe_yaml_error(error)) from None
+
+
+def _describe_yaml_error(error):
+  """Returns a YAML error on one line, with 1-based line and column numbers.
+
+  PyYAML's own text spans several lines and quotes the document's source.
+  """
+  problem = getattr(error, "problem", None)
+  if problem is None:
+    return " ".join(str(error).split())
+  text = problem + _describe_yaml_mark(getattr(error, "problem_mark", None))
+  context = getattr(error, "context", None)
+  if context:
+    text += f" ({context}{_describe_yaml_mark(getattr(error, 'context_mark', None))})"
+  return text
+
+
+def _describe_yaml_mark(mark):
+  if mark is None:
+    return ""
+  return f" at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def parse_values(name, text):
@@ -493,6 +514,9 @@ class SearchSettings:
         ranged = ", ".join(space.ranges)
         raise SearchError(f"--method=grid needs a list of values for every hyperparameter, but "
                           f"{ranged} has a range; give values or use --method=random or tpe")
+    elif self.num_trials is None:
+      raise SearchError(f"--num_trials=None is invalid: --method={self.method} requires "
+                        "--num_trials, a whole number >= 1")
     elif isinstance(self.num_trials, bool) or not isinstance(self.num_trials, int) or (
         self.num_trials < 1):
       raise SearchError(f"--num_trials={self.num_trials!r} is invalid: --method={self.method} "
