@@ -424,7 +424,8 @@ def _read_keras_npz(path: str) -> MnistArrays:
     loaded = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise MnistSourceError(
-        f"{path}: cannot read as a .npz archive ({error}). {expected_format}"
+        f"{path}: cannot read as a .npz archive ({_describe_npz_error(path, error)}). "
+        f"{expected_format}"
     ) from error
   if not isinstance(loaded, np.lib.npyio.NpzFile):
     raise MnistSourceError(
@@ -459,6 +460,24 @@ def _read_keras_npz(path: str) -> MnistArrays:
       arrays["y_test"], f"{path} (y_test)",
   )
   return MnistArrays(train_images, train_labels, test_images, test_labels)
+
+
+def _describe_npz_error(path: str, error: Exception) -> str:
+  """Describe why np.load failed, naming the first bytes when the file is not a zip archive.
+
+  np.load reads a file that is neither .npz nor .npy as a pickle, so its own
+  error, with allow_pickle=False, suggests loading the file unsafely.
+  """
+  try:
+    with open(path, "rb") as file:
+      start = file.read(4)
+  except OSError:
+    return str(error)
+  if not start:
+    return "the file is empty"
+  if start not in (b"PK\x03\x04", b"PK\x05\x06"):
+    return f"it starts with {start!r}, not the zip signature b'PK\\x03\\x04'"
+  return str(error)
 
 
 def _arrays_from_classic_pickle(content: object, source: str) -> MnistArrays:

@@ -32,6 +32,11 @@ DEFAULT_WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 
                                     "mnist_classifier.npz")
 NUM_CLASSES = 10
 _HEADER_KEY = "header"
+# The first bytes of a zip archive, such as an .npz: a local file header, or
+# the end record of an archive without members.
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_EMPTY_ZIP_SIGNATURE = b"PK\x05\x06"
+_NPY_SIGNATURE = b"\x93NUMPY"
 
 
 class WeightsFileError(ValueError):
@@ -326,17 +331,34 @@ def load_classifier(path=None):
 
 def _read_weights_file(path):
     """Returns (header dict, dict of arrays without the header) read from a weights file."""
+    if os.path.isdir(path):
+        raise WeightsFileError(
+            f"classifier weights file {path} is a folder. Pass the path of the .npz file written by "
+            "examples/train_classifier.py.")
     if not os.path.isfile(path):
         raise WeightsFileError(
             f"classifier weights file {path} not found. Pass the path of a file written by "
             "examples/train_classifier.py, or reinstall the package to restore the shipped one.")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
+        with open(path, "rb") as stream:
+            signature = stream.read(len(_NPY_SIGNATURE))
+        # Checked first because np.load reads any other file as a pickle, and with
+        # allow_pickle=False its error talks about pickled data.
+        if not signature:
+            raise WeightsFileError(f"classifier weights file {path} is empty.")
+        if signature == _NPY_SIGNATURE:
             raise WeightsFileError(
-                f"classifier weights file {path} is a single array, not an .npz archive of weights.")
+                f"classifier weights file {path} is a single array (.npy), not an .npz archive of weights.")
+        if signature[:len(_ZIP_SIGNATURE)] not in (_ZIP_SIGNATURE, _EMPTY_ZIP_SIGNATURE):
+            raise WeightsFileError(
+                f"classifier weights file {path} is truncated or corrupt: it starts with {signature[:4]!r}, "
+                f"not the zip signature {_ZIP_SIGNATURE!r} of an .npz archive. Pass a file written by "
+                "examples/train_classifier.py.")
+        loaded = np.load(path, allow_pickle=False)
         with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except WeightsFileError:
+        raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as error:
         raise WeightsFileError(
             f"classifier weights file {path} is truncated or corrupt and could not be read: "
