@@ -14,6 +14,11 @@ example on the first of two workers:
 
 Worker 0 (or the "chief" task, if the cluster has one) writes the outputs; the
 others need to see --output_dir only to resume.
+
+Exit status: 0 when training is done; 1 when a NaN or Inf stops it (see
+--on_non_finite); 2 for an invalid flag value; 74 (EX_IOERR) when an output
+file cannot be written, for example on a full disk; 130 or 143 after SIGINT or
+SIGTERM, once a checkpoint is saved.
 """
 
 import logging as python_logging
@@ -62,6 +67,16 @@ flags.DEFINE_integer("eval_samples", 10000, "Generated images per evaluation, at
 flags.DEFINE_float("ema_decay", 0.999, "Decay of the moving average of the generator's "
                    "weights, in [0, 1); 0 keeps no average. With an average, samples, the "
                    "best checkpoint and the SavedModel come from the averaged generator.")
+flags.DEFINE_enum("on_non_finite", "stop", list(config_lib.ON_NON_FINITE_CHOICES),
+                  "What to do when a step leaves a NaN or Inf in a loss or in a variable "
+                  "(weights, Adam slots, averaged generator): stop exits with status 1 and "
+                  "names the step and the last checkpoint; rollback restores the last "
+                  "checkpoint (or the initial weights), multiplies the learning rate by "
+                  "--rollback_learning_rate_factor and goes on.")
+flags.DEFINE_float("rollback_learning_rate_factor", 0.5, "Factor in (0, 1) applied to the "
+                   "learning rate of both networks at each rollback.")
+flags.DEFINE_integer("max_rollbacks", 3, "Rollbacks allowed over the whole run, counted across "
+                     "resumes; after that --on_non_finite=rollback stops as stop does.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the prepared "
                     "mnist data set; default: TFDS's own.")
 flags.DEFINE_string("mnist_source", None, "Local MNIST copy to prepare the data set from: "
@@ -89,14 +104,40 @@ def _config_from_flags():
       eval_every=flags.FLAGS.eval_every,
       eval_samples=flags.FLAGS.eval_samples,
       ema_decay=flags.FLAGS.ema_decay,
+      on_non_finite=flags.FLAGS.on_non_finite,
+      rollback_learning_rate_factor=flags.FLAGS.rollback_learning_rate_factor,
+      max_rollbacks=flags.FLAGS.max_rollbacks,
       data_dir=flags.FLAGS.data_dir,
       mnist_source=flags.FLAGS.mnist_source,
   )
 
 
+class _LogFileHandler(python_logging.FileHandler):
+  """Appends log lines to a file; when a write fails it warns once and stops copying.
+
+  Python's default reaction prints a traceback for every later line, which on a
+  full disk buries the error that stops training.
+  """
+
+  def __init__(self, path):
+    super().__init__(path)
+    self.failed = False
+
+  def emit(self, record):
+    if not self.failed:
+      super().emit(record)
+
+  def handleError(self, record):
+    del record
+    self.failed = True
+    error = sys.exc_info()[1]
+    print(f"warning: cannot write the log file {self.baseFilename}: {error}; log lines go to "
+          "stderr only from now on", file=sys.stderr)
+
+
 def _log_to_file(path):
   """Copies absl log lines to `path` as well as stderr."""
-  handler = python_logging.FileHandler(path)
+  handler = _LogFileHandler(path)
   handler.setFormatter(python_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logging.get_absl_logger().addHandler(handler)
 
@@ -113,6 +154,7 @@ def main(argv):
   # Imported after validation, so a bad flag gets its one-line error before
   # TensorFlow's start-up messages.
   from gan_lib import distribute  # pylint: disable=g-import-not-at-top
+  from gan_lib import io_utils  # pylint: disable=g-import-not-at-top
   from gan_lib import training  # pylint: disable=g-import-not-at-top
 
   # Before any other TensorFlow work: a multi-worker strategy must be created
@@ -129,6 +171,10 @@ def main(argv):
   except training.NonFiniteLossError as error:
     logging.error("%s", error)
     sys.exit(1)
+  except io_utils.OutputWriteError as error:
+    # A full disk, a file size limit or a read-only folder.
+    logging.error("%s", error)
+    sys.exit(os.EX_IOERR)
   except config_lib.ConfigError as error:
     # Checks that need the strategy, such as --batch_size against the replicas.
     print(f"error: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16")
 # The names `gan_lib.distribute.make_strategy` accepts; kept here so that
 # validating a configuration does not import TensorFlow.
 STRATEGY_CHOICES = ("default", "mirrored", "multi_worker")
+ON_NON_FINITE_CHOICES = ("stop", "rollback")
 # The evaluator's minimum (`metrics.evaluator.MIN_SAMPLES`): the Inception Score
 # needs one image in each of its 10 splits.
 MIN_EVAL_SAMPLES = 10
@@ -63,6 +64,16 @@ class TrainConfig:
     ema_decay: decay of the exponential moving average of the generator's
       weights, in [0, 1); 0 keeps no average. With an average, the sample grids,
       the best checkpoint and the SavedModel use the averaged generator.
+    on_non_finite: what to do when a step leaves a NaN or Inf in a loss, a
+      gradient norm or a variable (weights, Adam slots, the averaged
+      generator). "stop" raises `training.NonFiniteLossError`. "rollback"
+      restores the last checkpoint, multiplies the learning rate of both
+      optimizers by `rollback_learning_rate_factor` and goes on. It stops as
+      "stop" does once `max_rollbacks` rollbacks have happened in the run.
+    rollback_learning_rate_factor: factor in (0, 1) applied to the learning
+      rate at each rollback.
+    max_rollbacks: rollbacks allowed over the whole run, counted across
+      resumes; 0 makes "rollback" stop at the first NaN or Inf.
     data_dir: TFDS data dir (None: TFDS's default).
     mnist_source: a local MNIST copy to prepare from if the data dir has none.
   """
@@ -87,6 +98,9 @@ class TrainConfig:
   eval_every: int = 1
   eval_samples: int = 10000
   ema_decay: float = 0.999
+  on_non_finite: str = "stop"
+  rollback_learning_rate_factor: float = 0.5
+  max_rollbacks: int = 3
   data_dir: Optional[str] = None
   mnist_source: Optional[str] = None
 
@@ -103,7 +117,10 @@ class TrainConfig:
     if self.examples_per_epoch is not None:
       _check_integer("examples_per_epoch", self.examples_per_epoch, minimum=self.batch_size)
     _check_integer("seed", self.seed, minimum=0)
+    _check_integer("max_rollbacks", self.max_rollbacks, minimum=0)
     _check_open_interval("learning_rate", self.learning_rate, 0.0, 1.0)
+    _check_open_interval("rollback_learning_rate_factor", self.rollback_learning_rate_factor,
+                         0.0, 1.0)
     for name in ("beta1", "beta2", "ema_decay"):
       value = getattr(self, name)
       if not _is_number(value) or not 0.0 <= value < 1.0:
@@ -118,6 +135,10 @@ class TrainConfig:
     if self.strategy not in STRATEGY_CHOICES:
       raise ConfigError(
           f"--strategy={self.strategy!r} is invalid: expected one of {', '.join(STRATEGY_CHOICES)}")
+    if self.on_non_finite not in ON_NON_FINITE_CHOICES:
+      raise ConfigError(
+          f"--on_non_finite={self.on_non_finite!r} is invalid: expected one of "
+          f"{', '.join(ON_NON_FINITE_CHOICES)}")
     check_writable_directory("output_dir", self.output_dir)
     if self.data_dir is not None and os.path.exists(self.data_dir) and not os.path.isdir(
         self.data_dir):

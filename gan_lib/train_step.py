@@ -5,6 +5,7 @@ The step is a function of (state, batch): everything it reads or changes lives i
 under a `tf.distribute` strategy.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from gan_lib import losses
@@ -99,6 +100,45 @@ class GanModel(tf.Module):
       items["ema_generator"] = self.ema_generator
     return items
 
+  def checked_variables(self):
+    """Returns the float variables a step updates: both networks, their Adam slots, the average.
+
+    The integer counters and the random generator's state cannot hold NaN or
+    Inf, so they are left out.
+    """
+    return [variable for variable in self.variables if variable.dtype.is_floating]
+
+  def non_finite_variables(self):
+    """Returns the names of the checked variables that hold a NaN or Inf, grouped by owner.
+
+    The groups are the keys of `checkpoint_items` (`generator`,
+    `generator_optimizer`, `ema_generator` and so on). An optimizer's group
+    holds its own variables only (learning rate and moment slots), not the
+    network's. It reads every variable eagerly, so it is meant for explaining
+    a failure, not for every step.
+    """
+    groups = {}
+    seen = set()
+    for owner, item in self.checkpoint_items().items():
+      if not isinstance(item, tf.Module):
+        continue
+      names = []
+      for variable in item.variables:
+        if id(variable) in seen or not variable.dtype.is_floating:
+          continue
+        seen.add(id(variable))
+        if not np.all(np.isfinite(variable.numpy())):
+          names.append(variable.name)
+      if names:
+        groups[owner] = names
+    return groups
+
+
+def all_finite(variables):
+  """Returns a scalar bool tensor: whether every element of every variable is finite."""
+  return tf.reduce_all(
+      tf.stack([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables]))
+
 
 def replica_train_step(model, real_images, noise, dropout_seeds, global_batch_size, compute_dtype):
   """Updates both networks once on one replica's share of the global batch.
@@ -190,7 +230,9 @@ def make_train_step(model, global_batch_size, precision="float32", jit_compile=F
   Returns:
     A `tf.function` mapping real images to the dict of metrics described in
     `replica_train_step`, summed over replicas (the gradient norms, equal on all
-    replicas, are averaged). With one replica the images are a float32 tensor
+    replicas, are averaged), plus `variables_finite`: a scalar bool that is
+    False when any variable of `model.checked_variables()` holds a NaN or Inf
+    after the update. With one replica the images are a float32 tensor
     [global_batch_size, 28, 28, 1] in [-1, 1]. With several they are the
     per-replica batches of `distribute.distribute_batches`, where replica r
     receives rows [r * B / R, (r + 1) * B / R) of the global batch. It is traced
@@ -213,6 +255,7 @@ def make_train_step(model, global_batch_size, precision="float32", jit_compile=F
     raise ValueError(f"jit_compile needs a single replica, got {num_replicas}")
   replica_batch_size = global_batch_size // num_replicas
   noise_dim = model.noise_dim
+  checked_variables = model.checked_variables()
 
   def replica_step(real_images, noise, dropout_seeds):
     replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -234,6 +277,9 @@ def make_train_step(model, global_batch_size, precision="float32", jit_compile=F
       metrics[name] = strategy.reduce(operation, value, axis=None)
     model.step.assign_add(1)
     model.update_ema()
+    # One reduced bool, so the loop learns in the same step when an update left a
+    # NaN or Inf in a weight, a slot or the average even while the losses are finite.
+    metrics["variables_finite"] = all_finite(checked_variables)
     return metrics
 
   return tf.function(train_step, jit_compile=jit_compile)

@@ -8,7 +8,9 @@ grids, the GIF and the SavedModel. It keeps the math out and the files in.
 import dataclasses
 import fcntl
 import functools
+import glob
 import json
+import math
 import os
 import shutil
 import signal
@@ -33,7 +35,20 @@ _SAMPLE_NOISE_SALT = 7919  # separates the sample noise seed from the training s
 
 
 class NonFiniteLossError(FloatingPointError):
-  """A loss or gradient norm became NaN or Inf."""
+  """A step left a NaN or Inf in a loss, a gradient norm or a variable, and training stopped.
+
+  Attributes:
+    step: the step that produced the NaN or Inf.
+    checkpoint: the last checkpoint saved before it, all of whose values are
+      finite, or None.
+    rollbacks: rollbacks made in the run before it stopped.
+  """
+
+  def __init__(self, message, step=None, checkpoint=None, rollbacks=0):
+    super().__init__(message)
+    self.step = step
+    self.checkpoint = checkpoint
+    self.rollbacks = rollbacks
 
 
 class TrainingInterrupted(Exception):
@@ -81,6 +96,7 @@ class OutputPaths:
       os.makedirs(folder, exist_ok=True)
     io_utils.remove_temporary_files(self.root)
     io_utils.remove_temporary_files(self.samples)
+    remove_checkpoint_leftovers(self.checkpoints)
 
 
 class _SignalCatcher:
@@ -124,7 +140,8 @@ class OutputDirLock:
     self._file = None
 
   def __enter__(self):
-    lock_file = open(self.path, "a+", encoding="utf-8")
+    with io_utils.reporting_write_errors("the lock file", self.path):
+      lock_file = open(self.path, "a+", encoding="utf-8")
     try:
       fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -134,10 +151,15 @@ class OutputDirLock:
       raise OutputDirInUseError(
           f"output folder {os.path.dirname(self.path)} is in use by process {holder}; "
           "wait for it to finish, stop it, or choose another --output_dir") from None
-    lock_file.seek(0)
-    lock_file.truncate()
-    lock_file.write(f"{os.getpid()}\n")
-    lock_file.flush()
+    try:
+      with io_utils.reporting_write_errors("the lock file", self.path):
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+    except io_utils.OutputWriteError:
+      lock_file.close()
+      raise
     self._file = lock_file
     return self
 
@@ -205,6 +227,77 @@ class ScratchCheckpointSaver:
     return path
 
 
+def _resume_advice(checkpoint_path):
+  """Returns the sentence that tells how to go on after a failed write."""
+  if checkpoint_path is None:
+    return "No checkpoint was saved yet, so the same command starts the run over"
+  return (f"The last checkpoint {checkpoint_path} is intact; run the same command again "
+          "to resume from it")
+
+
+def save_checkpoint_or_raise(saver, number, description, last_checkpoint, directory=None):
+  """Saves checkpoint number `number` with `saver`, turning a failed write into OutputWriteError.
+
+  A failed save leaves `directory` as it was: TensorFlow writes the new
+  checkpoint into a `ckpt-N_temp` folder and records it in the `checkpoint`
+  state file only after its files are complete, and this function removes the
+  partial files. Checkpoints saved before stay readable.
+
+  Args:
+    saver: a `tf.train.CheckpointManager` or `ScratchCheckpointSaver`.
+    number: the checkpoint number, the step.
+    description: what the checkpoint is, for the error message.
+    last_checkpoint: the path of the last good checkpoint, for the error message.
+    directory: the folder `saver` writes, whose partial files are removed on
+      failure; None removes nothing.
+
+  Returns:
+    The path of the saved checkpoint.
+
+  Raises:
+    io_utils.OutputWriteError: naming the checkpoint, the reason and how to resume.
+  """
+  prefix = os.path.join(directory, f"ckpt-{number}") if directory else f"ckpt-{number}"
+  # NOTE: a checkpoint saved again under an existing number (a run stopped by a
+  # signal on the last step of an epoch saves that step once more when it
+  # resumes) replaces its data file first and then rewrites its index in place.
+  # A failure between the two leaves that checkpoint unreadable, and the next run
+  # falls back to the one before it.
+  existed = directory is not None and os.path.exists(prefix + ".index")
+  try:
+    return saver.save(checkpoint_number=number)
+  except (tf.errors.OpError, OSError) as error:
+    if directory is not None:
+      _remove_partial_checkpoint(directory, prefix, keep_final_files=existed)
+    raise io_utils.OutputWriteError(description, prefix, error,
+                                    _resume_advice(last_checkpoint)) from error
+
+
+def _remove_partial_checkpoint(directory, prefix, keep_final_files):
+  """Removes what a failed save of `prefix` left: its `_temp` folder, its files and state temps."""
+  leftovers = glob.glob(os.path.join(glob.escape(directory), "checkpoint.tmp*"))
+  if not keep_final_files:
+    # "ckpt-1.*" matches ckpt-1.index and ckpt-1.data-00000-of-00001, not ckpt-10.
+    leftovers += glob.glob(glob.escape(prefix) + ".*")
+  for path in [prefix + "_temp"] + leftovers:
+    try:
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+    except OSError as error:
+      logging.warning("Cannot remove %s, left by the failed checkpoint save: %s", path, error)
+
+
+def remove_checkpoint_leftovers(directory):
+  """Deletes the `_temp` folders and state-file temporaries of checkpoint saves that crashed."""
+  for path in glob.glob(os.path.join(glob.escape(directory), "*_temp")):
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+  for path in glob.glob(os.path.join(glob.escape(directory), "checkpoint.tmp*")):
+    os.remove(path)
+
+
 def _checkpoint_savers(checkpoint, manager, paths, scratch_dir):
   """Returns the savers of the latest and the best checkpoints.
 
@@ -217,13 +310,15 @@ def _checkpoint_savers(checkpoint, manager, paths, scratch_dir):
           ScratchCheckpointSaver(checkpoint, os.path.join(scratch_dir, "best_checkpoint")))
 
 
-def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, step, strategy):
+def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, step, strategy,
+                  last_checkpoint):
   """Saves a best checkpoint and best.json when this epoch's Frechet distance is the lowest.
 
   The distance compared is the averaged generator's when the model keeps one.
   Only the chief evaluates, so `row` has the scores on the chief alone. Every
   worker must call this, because the chief's distance is broadcast to the
-  others and every worker saves the best checkpoint.
+  others and every worker saves the best checkpoint. `last_checkpoint` is named
+  in the error raised when a write fails.
   """
   chief = distribute.is_chief(strategy)
   prefix = "ema_" if model.ema_generator is not None else ""
@@ -236,12 +331,15 @@ def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, s
   if frechet_distance >= float(best_frechet_distance):
     return
   best_frechet_distance.assign(frechet_distance)
-  best_path = best_saver.save(checkpoint_number=step)
+  best_path = save_checkpoint_or_raise(best_saver, step, "the best checkpoint", last_checkpoint,
+                                       directory=paths.best_checkpoint if chief else None)
   if chief:
     # Relative to the output folder, so best.json stays valid when the folder moves.
     relative_path = os.path.relpath(best_path, paths.root)
-    io_utils.atomic_write_text(
-        paths.best, json.dumps(dict(row, checkpoint=relative_path), sort_keys=True) + "\n")
+    with io_utils.reporting_write_errors("the best-epoch record", paths.best,
+                                         _resume_advice(last_checkpoint)):
+      io_utils.atomic_write_text(
+          paths.best, json.dumps(dict(row, checkpoint=relative_path), sort_keys=True) + "\n")
     logging.info("New best Frechet distance %.3f: saved %s", frechet_distance, best_path)
 
 
@@ -270,8 +368,16 @@ def export_generator(generator, export_dir):
   if os.path.exists(temporary_dir):
     shutil.rmtree(temporary_dir)
   module = ServingGenerator(generator)
-  tf.saved_model.save(module, temporary_dir, signatures={"serving_default": module.serve})
-  io_utils.replace_directory(temporary_dir, export_dir)
+  try:
+    tf.saved_model.save(module, temporary_dir, signatures={"serving_default": module.serve})
+  except (tf.errors.OpError, OSError) as error:
+    shutil.rmtree(temporary_dir, ignore_errors=True)
+    raise io_utils.OutputWriteError(
+        "the SavedModel", temporary_dir, error,
+        "The previous SavedModel, if any, is intact; the checkpoints are complete, so run "
+        "the same command again to export") from error
+  with io_utils.reporting_write_errors("the SavedModel", export_dir):
+    io_utils.replace_directory(temporary_dir, export_dir)
 
 
 def _export_on_every_worker(generator, paths, scratch_dir):
@@ -363,8 +469,10 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
   chief = scratch_dir is None
   paths = OutputPaths(config.output_dir)
   if chief:
-    paths.make_folders()
-    io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
+    with io_utils.reporting_write_errors("the output folder", paths.root):
+      paths.make_folders()
+    with io_utils.reporting_write_errors("the run configuration", paths.config):
+      io_utils.atomic_write_text(paths.config, config.to_json() + "\n")
 
   if pipeline is None:
     from gan_lib import mnist_prep
@@ -406,9 +514,11 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
   epoch_sums = tf.Variable(tf.zeros([3], tf.float64), trainable=False, name="epoch_sums")
   best_frechet_distance = tf.Variable(
       np.inf, dtype=tf.float64, trainable=False, name="best_frechet_distance")
+  # Rollbacks made so far, checkpointed so that --max_rollbacks counts across resumes.
+  rollback_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="rollbacks")
   checkpoint = tf.train.Checkpoint(
       **model.checkpoint_items(), epoch=epoch_variable, epoch_sums=epoch_sums,
-      best_frechet_distance=best_frechet_distance)
+      best_frechet_distance=best_frechet_distance, rollbacks=rollback_count)
   # Every worker restores from the chief's folder; only the chief saves into it.
   manager = tf.train.CheckpointManager(
       checkpoint, paths.checkpoints, max_to_keep=config.keep_checkpoints)
@@ -417,6 +527,7 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
   if restored:
     logging.info("Resumed from %s at step %d, epoch %d", restored, int(model.step.numpy()),
                  int(epoch_variable))
+    _log_restored_learning_rate(model, config, int(rollback_count))
   distribute.check_workers_agree(strategy, int(model.step.numpy()), "the step restored")
 
   step = int(model.step.numpy())
@@ -424,26 +535,70 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
   steps_per_epoch = pipeline.steps_for(config.examples_per_epoch)
   epoch_rows = [row for row in io_utils.read_json_lines(paths.metrics) if row["epoch"] <= epoch]
   fixed_noise = sample_noise(config.seed, config.noise_dim)
+  # The newest checkpoint, the one a rollback returns to. The loop checks every
+  # step before it saves, so its weights and optimizer state are finite.
+  last_checkpoint = restored
   if chief:
     writer = tf.summary.create_file_writer(paths.tensorboard)
   else:
     writer = tf.summary.create_noop_writer()
 
   def save_checkpoint():
-    path = saver.save(checkpoint_number=step)
+    nonlocal last_checkpoint
+    path = save_checkpoint_or_raise(saver, step, "the checkpoint", last_checkpoint,
+                                    directory=paths.checkpoints if chief else None)
     if chief:
       logging.info("Saved checkpoint %s", path)
+      last_checkpoint = path
+    else:
+      # Other workers roll back to the chief's copy in the shared folder, as they resume.
+      last_checkpoint = os.path.join(paths.checkpoints, f"ckpt-{step}")
     return path
 
   def reached_max_steps():
     return config.max_steps is not None and step >= config.max_steps
 
+  def roll_back_or_raise(description):
+    """Restores the last checkpoint with a lower learning rate, or raises NonFiniteLossError."""
+    nonlocal step, epoch, epoch_rows
+    bad_step = step
+    rollbacks = int(rollback_count)
+    message = (f"non-finite values at step {bad_step}: {description}; last good checkpoint: "
+               f"{last_checkpoint or 'none'}")
+    if config.on_non_finite == "stop":
+      restart_point = "that checkpoint" if last_checkpoint else "the initial weights"
+      raise NonFiniteLossError(
+          f"{message}. Run the same command with --on_non_finite=rollback to restart from "
+          f"{restart_point} and lower the learning rate when a NaN or Inf comes back",
+          bad_step, last_checkpoint, rollbacks)
+    if rollbacks >= config.max_rollbacks or last_checkpoint is None:
+      raise NonFiniteLossError(
+          f"{message}; stopped after {rollbacks} rollbacks (--max_rollbacks="
+          f"{config.max_rollbacks}). Raise --max_rollbacks to allow more, or start a new run "
+          "with a lower --learning_rate", bad_step, last_checkpoint, rollbacks)
+    old_rate, new_rate = roll_back(checkpoint, last_checkpoint, model,
+                                   config.rollback_learning_rate_factor)
+    rollback_count.assign(rollbacks + 1)
+    step = int(model.step.numpy())
+    epoch = int(epoch_variable)
+    epoch_rows = [row for row in epoch_rows if row["epoch"] <= epoch]
+    logging.warning(
+        "NaN or Inf at step %d (%s); rolled back to checkpoint %s at step %d and lowered the "
+        "learning rate from %s to %s (rollback %d of at most %d)", bad_step, description,
+        last_checkpoint, step, old_rate, new_rate, rollbacks + 1, config.max_rollbacks)
+
+  if restored is None and config.on_non_finite == "rollback":
+    # A rollback before the first checkpoint returns to the initial weights.
+    save_checkpoint()
+
   with _SignalCatcher() as signals, writer.as_default():
     while epoch < config.epochs and not reached_max_steps():
       skip = step - epoch * steps_per_epoch
+      epoch_end_step = (epoch + 1) * steps_per_epoch
       progress = _progress_bar(steps_per_epoch, skip, epoch) if chief else None
       epoch_start = time.perf_counter()
       steps_this_run = 0
+      rolled_back = False
       batches = distribute.distribute_batches(
           strategy, functools.partial(pipeline.epoch, epoch, skip_batches=skip,
                                       num_batches=steps_per_epoch),
@@ -452,11 +607,12 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
         outputs = step_function(batch)
         step += 1
         steps_this_run += 1
+        variables_finite = bool(outputs.pop("variables_finite"))
         values = {name: float(value) for name, value in outputs.items()}
-        if not all(np.isfinite(value) for value in values.values()):
-          raise NonFiniteLossError(
-              f"non-finite value at step {step}: {values}; last checkpoint: "
-              f"{manager.latest_checkpoint or 'none'}")
+        if not variables_finite or not all(math.isfinite(value) for value in values.values()):
+          roll_back_or_raise(describe_non_finite(values, variables_finite, model))
+          rolled_back = True
+          break
         epoch_sums.assign_add(
             [values["discriminator_loss"], values["generator_loss"], 1.0])
         if step % config.summary_every == 0:
@@ -471,14 +627,18 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
           # others fail at their next collective operation once it has exited.
           save_checkpoint()
           raise TrainingInterrupted(signals.signal_number, step)
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-          save_checkpoint()
         if reached_max_steps():
           break
+        # The last step of an epoch is saved by the checkpoint at the epoch's end.
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and (
+            step < epoch_end_step):
+          save_checkpoint()
       if progress is not None:
         progress.close()
+      if rolled_back:
+        continue  # Start over from the restored step.
       seconds = time.perf_counter() - epoch_start
-      if step < (epoch + 1) * steps_per_epoch:
+      if step < epoch_end_step:
         save_checkpoint()  # Stopped inside the epoch by --max_steps.
         break
 
@@ -494,14 +654,19 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
           images_per_second=steps_per_second * config.batch_size,
           seconds=seconds,
           time=time.time(),
+          adam_learning_rate=learning_rate_of(model),
+          rollbacks=int(rollback_count),
       )
       evaluated = config.eval_every and (
           epoch % config.eval_every == 0 or epoch == config.epochs)
+      resume_advice = _resume_advice(last_checkpoint)
       if chief:
         # Sampling, evaluation and the callback run no collective operation, so
         # the other workers go on and wait at the next one.
         grid = images.image_grid(output_generator(fixed_noise, training=False).numpy())
-        images.write_png(paths.sample_png(epoch), grid)
+        with io_utils.reporting_write_errors("the sample PNG", paths.sample_png(epoch),
+                                             resume_advice):
+          images.write_png(paths.sample_png(epoch), grid)
         tf.summary.image("samples", grid[None, :, :, None], step=step)
         tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
         if evaluated:
@@ -516,24 +681,95 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
 
       epoch_rows = [r for r in epoch_rows if r["epoch"] < epoch] + [row]
       if chief:
-        io_utils.write_json_lines(paths.metrics, epoch_rows)
+        with io_utils.reporting_write_errors("the JSON Lines log", paths.metrics, resume_advice):
+          io_utils.write_json_lines(paths.metrics, epoch_rows)
       epoch_variable.assign(epoch)
       epoch_sums.assign(tf.zeros([3], tf.float64))
       logging.info(
           "Epoch %d/%d: step %d, discriminator_loss %.4f, generator_loss %.4f, "
-          "%.2f steps/s, %.1f s", epoch, config.epochs, step, row["discriminator_loss"],
-          row["generator_loss"], steps_per_second, seconds)
+          "%.2f steps/s, %.1f s, learning rate %s", epoch, config.epochs, step,
+          row["discriminator_loss"], row["generator_loss"], steps_per_second, seconds,
+          row["adam_learning_rate"])
       if evaluated:
         _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, step,
-                      strategy)
+                      strategy, last_checkpoint)
       save_checkpoint()
 
   if chief:
+    resume_advice = _resume_advice(last_checkpoint)
     sample_paths = [paths.sample_png(e) for e in range(1, epoch + 1)
                     if os.path.exists(paths.sample_png(e))]
     if sample_paths:
-      images.write_gif(paths.gif, sample_paths)
-    evaluation.write_metrics_plot(epoch_rows, paths.metrics_plot)
+      with io_utils.reporting_write_errors("the sample GIF", paths.gif, resume_advice):
+        images.write_gif(paths.gif, sample_paths)
+    with io_utils.reporting_write_errors("the metrics plot", paths.metrics_plot, resume_advice):
+      evaluation.write_metrics_plot(epoch_rows, paths.metrics_plot)
   _export_on_every_worker(output_generator, paths, scratch_dir)
   return TrainResult(model=model, step=step, epoch=epoch, precision=precision,
                      jit_compile=jit_compile, epoch_rows=epoch_rows)
+
+
+def learning_rate_of(model):
+  """Returns the Adam learning rate of both networks, which rollbacks lower together.
+
+  The value is the variable's float32, written with the fewest digits that
+  read back as it (2e-4, not 0.00019999999494757503).
+  """
+  return float(str(model.generator_optimizer.learning_rate.numpy()))
+
+
+def _log_restored_learning_rate(model, config, rollbacks):
+  """Logs the learning rate a resumed run takes from its checkpoint when it is not the flag's."""
+  restored_rate = learning_rate_of(model)
+  if math.isclose(restored_rate, config.learning_rate, rel_tol=1e-6):
+    return
+  logging.warning("Using the learning rate %s from the checkpoint, not --learning_rate=%s, "
+                  "which applies only to a new run (rollbacks so far: %d)", restored_rate,
+                  config.learning_rate, rollbacks)
+
+
+def roll_back(checkpoint, path, model, factor):
+  """Restores `checkpoint` from `path`, then sets both learning rates to `factor` times their old values.
+
+  The old values are the ones before the restore, so rolling back twice to the
+  same checkpoint lowers the rate twice.
+
+  Returns:
+    (old learning rate, new learning rate) as floats.
+
+  Raises:
+    NoGoodCheckpointError: the checkpoint at `path` cannot be restored.
+  """
+  old_rate = learning_rate_of(model)
+  optimizers = (model.generator_optimizer, model.discriminator_optimizer)
+  old_rates = [optimizer.learning_rate.numpy() for optimizer in optimizers]
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError, OSError) as error:
+    raise NoGoodCheckpointError(
+        f"cannot roll back: checkpoint {path} cannot be restored ({error})") from error
+  for optimizer, rate in zip(optimizers, old_rates):
+    optimizer.learning_rate.assign(rate * factor)
+  return old_rate, learning_rate_of(model)
+
+
+def describe_non_finite(values, variables_finite, model):
+  """Returns which step outputs and which variables hold a NaN or Inf, for the log and errors.
+
+  Args:
+    values: the step's outputs as floats.
+    variables_finite: the step's `variables_finite` flag; when it is False the
+      variables are read again to name the ones at fault.
+    model: the `GanModel`.
+  """
+  parts = [f"{name}={value}" for name, value in values.items() if not math.isfinite(value)]
+  if not variables_finite:
+    groups = model.non_finite_variables()
+    for owner, names in groups.items():
+      shown = ", ".join(names[:3])
+      if len(names) > 3:
+        shown += f" and {len(names) - 3} more"
+      parts.append(f"{len(names)} {owner} variables ({shown})")
+    if not groups:
+      parts.append("variables_finite=False, but no variable holds a NaN or Inf when read again")
+  return ", ".join(parts)

@@ -27,6 +27,12 @@ BAD_VALUES = [
     ("ema_decay", 1.0, r"expected a number in \[0, 1\)"),
     ("precision", "float64", "expected one of auto, float32, mixed_bfloat16"),
     ("jit_compile", "yes", "expected one of auto, true, false"),
+    ("on_non_finite", "skip", "expected one of stop, rollback"),
+    ("rollback_learning_rate_factor", 1.0, r"expected a number in \(0, 1\)"),
+    ("rollback_learning_rate_factor", 0.0, r"expected a number in \(0, 1\)"),
+    ("rollback_learning_rate_factor", float("nan"), r"expected a number in \(0, 1\)"),
+    ("max_rollbacks", -1, "expected a whole number >= 0"),
+    ("max_rollbacks", 1.5, "expected a whole number >= 0"),
 ]
 
 
@@ -76,3 +82,13 @@ def test_data_dir_that_is_a_file_is_rejected(tmp_path):
   config = config_lib.TrainConfig(output_dir=str(tmp_path / "run"), data_dir=str(file_path))
   with pytest.raises(config_lib.ConfigError, match="--data_dir=.* it is a file, expected a folder"):
     config.validate()
+
+
+def test_non_finite_defaults_stop_with_rollback_settings(tmp_path):
+  config = config_lib.TrainConfig(output_dir=str(tmp_path))
+  assert config.on_non_finite == "stop"
+  assert config.rollback_learning_rate_factor == 0.5
+  assert config.max_rollbacks == 3
+  config.on_non_finite = "rollback"
+  config.max_rollbacks = 0
+  config.validate()

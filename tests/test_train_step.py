@@ -35,8 +35,12 @@ def test_step_updates_both_networks_and_returns_finite_metrics():
   discriminator_before = [v.numpy() for v in model.discriminator.trainable_variables]
   metrics = step(_batches(1)[0])
   expected_keys = {"discriminator_loss", "generator_loss", "real_logit_mean",
-                   "fake_logit_mean", "discriminator_gradient_norm", "generator_gradient_norm"}
+                   "fake_logit_mean", "discriminator_gradient_norm", "generator_gradient_norm",
+                   "variables_finite"}
   assert set(metrics) == expected_keys
+  variables_finite = metrics.pop("variables_finite")
+  assert variables_finite.dtype == tf.bool
+  assert bool(variables_finite)
   for value in metrics.values():
     assert np.isfinite(float(value))
   for before, variable in zip(generator_before, model.generator.trainable_variables):
@@ -124,3 +128,41 @@ def test_no_ema_generator_when_decay_is_none():
   step = train_step.make_train_step(model, BATCH)
   step(_batches(1)[0])
   assert int(model.step) == 1
+
+
+@pytest.mark.parametrize("owner", ["discriminator_optimizer", "ema_generator", "generator"])
+def test_variables_finite_flags_nan_in_any_variable_group(owner):
+  model = _model()
+  step = train_step.make_train_step(model, BATCH)
+  batches = _batches(2)
+  assert bool(step(batches[0])["variables_finite"])
+  # A NaN in one element of the group's last float variable. The step's update
+  # or average carries it on, and the flag must drop in this same step.
+  variable = [v for v in model.checkpoint_items()[owner].variables if v.dtype.is_floating][-1]
+  poisoned = variable.numpy()
+  poisoned.flat[0] = np.nan
+  variable.assign(poisoned)
+  assert not bool(step(batches[1])["variables_finite"])
+  groups = model.non_finite_variables()
+  assert owner in groups
+  assert variable.name in groups[owner]
+
+
+def test_non_finite_variables_lists_optimizer_slots_apart_from_network():
+  model = _model()
+  slot = model.generator_optimizer.second_moments[0]
+  slot.assign(tf.fill(slot.shape, np.inf))
+  assert model.non_finite_variables() == {"generator_optimizer": [slot.name]}
+
+
+def test_checked_variables_are_every_float_variable():
+  model = _model()
+  checked = model.checked_variables()
+  assert {v.dtype for v in checked} == {tf.float32}
+  assert len(checked) == len([v for v in model.variables if v.dtype == tf.float32])
+  checked_ids = {id(v) for v in checked}
+  for owner in ("generator", "discriminator", "ema_generator"):
+    for variable in model.checkpoint_items()[owner].variables:
+      assert id(variable) in checked_ids, variable.name
+  for slot in model.discriminator_optimizer.first_moments + model.discriminator_optimizer.second_moments:
+    assert id(slot) in checked_ids
