@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import math
@@ -82,6 +83,11 @@ _READ_CHUNK_BYTES = 2**20
 _PIXEL_CHECK_CHUNK_ROWS = 8192
 
 _PIP_OUTPUT_TAIL_LINES = 20
+
+# Names inside the TFDS data dir: the temporary folders that preparations write
+# into, and the lock file that preparations take turns on.
+_STAGING_PREFIX = ".mnist-prep-"
+_PREPARATION_LOCK_NAME = ".mnist-prep.lock"
 
 
 class MnistSourceError(ValueError):
@@ -796,8 +802,11 @@ def prepare_mnist(
   leaves no partial data set and keeps an existing one. A successful run
   replaces an existing version folder.
 
-  NOTE: a process killed during preparation leaves its `.mnist-prep-*` folder
-  behind. TFDS never reads it, so it can be deleted.
+  Preparations in one data dir run one at a time: each takes an exclusive
+  `flock` on `DATA_DIR/.mnist-prep.lock` and deletes that file when done. A
+  process killed during preparation leaves the lock file and its `.mnist-prep-*`
+  folder, which TFDS never reads, and the next preparation in the same data dir
+  deletes both.
 
   Args:
     source_path: local copy in a format that `read_mnist_source` supports.
@@ -831,21 +840,91 @@ def _write_tfds_mnist(arrays: MnistArrays, data_dir: str) -> str:
   os.makedirs(data_dir, exist_ok=True)
   version_dir = os.path.join(
       data_dir, _ArraysMnistBuilder.name, str(_ArraysMnistBuilder.VERSION))
-  staging_root = tempfile.mkdtemp(prefix=".mnist-prep-", dir=data_dir)
-  try:
-    builder = _ArraysMnistBuilder(arrays=arrays, data_dir=staging_root)
-    builder.download_and_prepare(
-        download_dir=os.path.join(staging_root, "downloads"),
-        download_config=tfds.download.DownloadConfig(
-            compute_stats=tfds.download.ComputeStatsMode.SKIP,
-            try_download_gcs=False,
-        ),
-    )
-    _check_written_splits(staging_root, arrays)
-    _move_into_place(os.fspath(builder.data_path), version_dir, staging_root)
-  finally:
-    shutil.rmtree(staging_root, ignore_errors=True)
+  with _preparation_lock(data_dir):
+    _remove_abandoned_staging(data_dir)
+    staging_root = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=data_dir)
+    try:
+      builder = _ArraysMnistBuilder(arrays=arrays, data_dir=staging_root)
+      builder.download_and_prepare(
+          download_dir=os.path.join(staging_root, "downloads"),
+          download_config=tfds.download.DownloadConfig(
+              compute_stats=tfds.download.ComputeStatsMode.SKIP,
+              try_download_gcs=False,
+          ),
+      )
+      _check_written_splits(staging_root, arrays)
+      _move_into_place(os.fspath(builder.data_path), version_dir, staging_root)
+    finally:
+      shutil.rmtree(staging_root, ignore_errors=True)
   return version_dir
+
+
+@contextlib.contextmanager
+def _preparation_lock(data_dir: str) -> Iterator[None]:
+  """Lock DATA_DIR/.mnist-prep.lock exclusively and delete the file on exit.
+
+  The kernel releases the lock when its holder exits, even by SIGKILL. So while
+  the lock is held, every staging folder in `data_dir` belongs to a preparation
+  that is no longer running. A killed holder leaves the file behind, and the
+  next holder deletes it.
+  """
+  path = os.path.join(data_dir, _PREPARATION_LOCK_NAME)
+  lock_file = _lock_existing_file(path, data_dir)
+  try:
+    yield
+  finally:
+    # Deleted while still locked, so a waiter that gets the lock next finds
+    # that the path no longer names its file, and it locks a new one.
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+    lock_file.close()
+
+
+def _lock_existing_file(path: str, data_dir: str) -> BinaryIO:
+  """Open and flock `path`, retrying until the locked file is still at `path`."""
+  logged_wait = False
+  while True:
+    lock_file = open(path, "ab")
+    try:
+      try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        if not logged_wait:
+          logging.info("Waiting for another preparation of mnist in %s to "
+                       "finish.", data_dir)
+          logged_wait = True
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+      locked = os.fstat(lock_file.fileno())
+      try:
+        current = os.stat(path)
+      except FileNotFoundError:
+        current = None
+    except BaseException:
+      lock_file.close()
+      raise
+    if current is not None and (current.st_dev, current.st_ino) == (
+        locked.st_dev, locked.st_ino):
+      return lock_file
+    # The previous holder deleted the file after this process opened it.
+    lock_file.close()
+
+
+def _remove_abandoned_staging(data_dir: str) -> None:
+  """Delete the staging folders of killed preparations, under the lock."""
+  for name in sorted(os.listdir(data_dir)):
+    path = os.path.join(data_dir, name)
+    if not name.startswith(_STAGING_PREFIX) or os.path.islink(path):
+      continue
+    if not os.path.isdir(path):
+      continue
+    try:
+      shutil.rmtree(path)
+    except OSError as error:
+      logging.warning("Failed to delete %s, the staging folder of an "
+                      "interrupted preparation: %s", path, error)
+    else:
+      logging.warning("Deleted %s, the staging folder of an interrupted "
+                      "preparation.", path)
 
 
 def _check_written_splits(data_dir: str, arrays: MnistArrays) -> None:

@@ -5,6 +5,7 @@ download are replaced with fakes, and the probe's real socket code is aimed
 only at sockets that the tests open on 127.0.0.1.
 """
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -722,6 +723,57 @@ def test_move_failure_restores_old_version(tmp_path, monkeypatch):
 
   assert (version_dir / "old.txt").read_text() == "old"
   assert not (version_dir / "new.txt").exists()
+
+
+def test_prepare_deletes_leftovers_of_killed_run(tmp_path):
+  arrays = make_arrays()
+  data_dir = tmp_path / "data"
+  # What a preparation killed while TFDS was writing leaves behind.
+  partial = data_dir / ".mnist-prep-killed" / "mnist" / "incomplete.ABC123_3.0.1"
+  partial.mkdir(parents=True)
+  (partial / "mnist-train.tfrecord-00000-of-00001").write_bytes(b"partial")
+  (data_dir / ".mnist-prep.lock").touch()
+
+  mnist_prep.prepare_mnist(write_npz(tmp_path / "mnist.npz", arrays), data_dir,
+                           expected=None)
+
+  assert os.listdir(data_dir) == ["mnist"]
+  assert_prepared_equals(data_dir, arrays)
+
+
+def test_prepare_waits_for_running_preparation(tmp_path):
+  arrays = make_arrays()
+  source = write_npz(tmp_path / "mnist.npz", arrays)
+  data_dir = tmp_path / "data"
+  running_staging = data_dir / ".mnist-prep-running"
+  running_staging.mkdir(parents=True)
+  lock_path = data_dir / ".mnist-prep.lock"
+  errors = []
+
+  def prepare():
+    try:
+      mnist_prep.prepare_mnist(source, data_dir, expected=None)
+    except Exception as error:  # pylint: disable=broad-except
+      errors.append(error)
+
+  with open(lock_path, "ab") as lock_file:
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    waiter = threading.Thread(target=prepare)
+    waiter.start()
+    waiter.join(timeout=2)
+    assert waiter.is_alive()
+    assert running_staging.is_dir()
+    assert not (data_dir / "mnist").exists()
+    # Finish the way a preparation does: delete the staging folder, then the
+    # lock file, then unlock.
+    running_staging.rmdir()
+    lock_path.unlink()
+  waiter.join(timeout=120)
+
+  assert not waiter.is_alive()
+  assert errors == []
+  assert os.listdir(data_dir) == ["mnist"]
+  assert_prepared_equals(data_dir, arrays)
 
 
 def test_is_mnist_prepared_empty_dir(tmp_path):
