@@ -934,8 +934,10 @@ def open_study(settings, space, storage, lock):
 def _enqueue_missing(study, plan, retry_failed):
   """Enqueues each planned trial that has no trial yet.
 
-  With `retry_failed`, it also enqueues again the planned trials whose every
-  attempt failed.
+  It also enqueues again a planned trial whose attempts all failed, the last
+  one by an interruption: a worker killed after marking an interrupted trial
+  FAIL and before enqueueing its rerun leaves that state. With `retry_failed`,
+  it enqueues again every planned trial whose every attempt failed.
   """
   by_index = {}
   for trial in study.get_trials(deepcopy=False):
@@ -948,9 +950,15 @@ def _enqueue_missing(study, plan, retry_failed):
     if not attempts:
       study.enqueue_trial(params, user_attrs={PLAN_INDEX_ATTR: index})
       added += 1
-    elif retry_failed and all(trial.state == TrialState.FAIL for trial in attempts):
+    elif all(trial.state == TrialState.FAIL for trial in attempts):
       last = max(attempts, key=lambda trial: trial.number)
-      _enqueue_retry(study, last, "--retry_failed")
+      # Optuna's stale-heartbeat check marks a trial FAIL without a fail_reason.
+      reason = last.user_attrs.get(
+          FAIL_REASON_ATTR, f"{_INTERRUPTED}: no heartbeat within the grace period")
+      if retry_failed:
+        _enqueue_retry(study, last, "--retry_failed")
+      elif reason.startswith(_INTERRUPTED):
+        _enqueue_retry(study, last, reason)
   if added:
     logging.info("Enqueued %d planned trials", added)
 
