@@ -49,6 +49,11 @@ class OutputWriteError(OSError):
     self.strerror = os.strerror(reason_number) if reason_number else None
     self.filename = path
     self.description = description
+    self._message = message
+
+  def __str__(self):
+    # OSError would print "[Errno N] strerror: 'filename'" and drop the advice.
+    return self._message
 
 
 def _error_number(error):

@@ -1,5 +1,6 @@
 """Tests of atomic writes: no half-written file ever replaces a good one."""
 
+import errno
 import os
 
 import pytest
@@ -59,3 +60,52 @@ def test_atomic_write_uses_umask_mode(tmp_path):
   finally:
     os.umask(previous)
   assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_output_write_error_names_file_reason_and_fix():
+  error = io_utils.OutputWriteError("the sample PNG", "/run/samples/epoch_0002.png",
+                                    OSError(errno.ENOSPC, "No space left on device"),
+                                    "Run the same command again")
+  assert str(error) == ("cannot write the sample PNG /run/samples/epoch_0002.png: No space "
+                        "left on device (ENOSPC); free space on that disk. Run the same "
+                        "command again")
+  assert isinstance(error, OSError)
+  assert error.errno == errno.ENOSPC
+  assert error.filename == "/run/samples/epoch_0002.png"
+
+
+def test_output_write_error_reads_reason_from_message():
+  # TensorFlow's file errors carry no errno, only the reason in the text.
+  tensorflow_like = RuntimeError("Failed to write ckpt-8_temp/part-00000: File too large")
+  error = io_utils.OutputWriteError("the checkpoint", "/run/checkpoints/ckpt-8", tensorflow_like)
+  assert error.errno == errno.EFBIG
+  assert "File too large (EFBIG); raise the file size limit (ulimit -f)" in str(error)
+
+
+def test_output_write_error_keeps_unknown_reason_text():
+  error = io_utils.OutputWriteError("the checkpoint", "/run/ckpt-8",
+                                    RuntimeError("disk went away\nmore detail"))
+  assert error.errno is None
+  assert str(error) == ("cannot write the checkpoint /run/ckpt-8: disk went away; check that "
+                        "the folder is writable and has free space")
+
+
+def test_reporting_write_errors_wraps_os_errors_only(tmp_path):
+  path = str(tmp_path / "file.txt")
+  with pytest.raises(io_utils.OutputWriteError, match="Read-only file system") as raised:
+    with io_utils.reporting_write_errors("the log", path):
+      raise OSError(errno.EROFS, "Read-only file system")
+  assert isinstance(raised.value.__cause__, OSError)
+  with pytest.raises(ValueError):
+    with io_utils.reporting_write_errors("the log", path):
+      raise ValueError("not a write error")
+
+
+def test_failed_write_of_new_file_leaves_nothing(tmp_path, monkeypatch):
+  def failing_write(*args, **kwargs):
+    raise OSError(errno.EFBIG, "File too large")
+
+  monkeypatch.setattr(os, "fsync", failing_write)
+  with pytest.raises(OSError, match="File too large"):
+    io_utils.atomic_write_bytes(str(tmp_path / "new.png"), b"\x89PNG")
+  assert os.listdir(tmp_path) == []
