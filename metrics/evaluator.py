@@ -2,12 +2,16 @@
 
 `Evaluator` collects images from an array, a tensor, a `tf.data.Dataset`, a
 generator module, a SavedModel or a training output folder. It classifies them
-with `MnistClassifier` and accumulates per classifier batch:
+with `MnistClassifier` and accumulates per classifier batch (`FeatureAccumulator`):
   * `ActivationStatistics` of the features, for the Frechet distance,
-  * all logits ([N, 10], 40 bytes an image), for the Inception Score and the
-    class coverage,
+  * per-split sums for the Inception Score and per-class counts for the class
+    coverage,
   * a uniform random sample of at most `max_kernel_samples` features, for the
-    kernel distance and precision/recall, so memory does not grow with N.
+    kernel distance and precision/recall.
+Memory grows with the number of images N only by one byte an image (its
+Inception Score split), 8 bytes an image while the class coverage is computed,
+and, for a `tf.data.Dataset`, whose length is known only at its end, by the
+logits (40 bytes an image).
 
 The classifier always runs on batches of `CLASSIFIER_BATCH_SIZE` images filled in
 input order, whatever batch size the images arrive in, so every result is
@@ -18,6 +22,7 @@ keyed by the classifier's weights and a fingerprint of the split's images.
 """
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import io
@@ -36,6 +41,7 @@ from gan_lib import mnist_prep
 import metrics
 from metrics import classifier as classifier_lib
 from metrics import validation
+from metrics.statistics import InceptionScoreStatistics
 
 CLASSIFIER_BATCH_SIZE = 250
 MIN_SAMPLES = 10  # The Inception Score uses 10 splits, each of at least one image.
@@ -73,7 +79,17 @@ class ReferenceStatistics:
 
 
 class FeatureAccumulator:
-    """Per-batch accumulator of logits, feature statistics and a bounded feature sample.
+    """Per-batch accumulator of every statistic the metrics need, bounded in the number of images.
+
+    It keeps
+      * `ActivationStatistics` of the features, for the Frechet distance,
+      * the number of images predicted as each class, for the class coverage,
+      * `InceptionScoreStatistics` over the Inception Score's splits. The splits
+        come from `inception_score_split_ids(num_samples, seed)`, so they need the
+        number of images up front. Without it, the logits are kept (40 bytes an
+        image) and summed when `inception_score` is called.
+      * a uniform random sample of at most `max_kernel_samples` features, for the
+        kernel distance and precision/recall.
 
     The sample is a bottom-k sample: every image gets a pseudo-random priority
     that depends only on `seed` and its index in the input, and the sample keeps
@@ -82,30 +98,57 @@ class FeatureAccumulator:
     into batches. With fewer images than `max_kernel_samples` it contains all of them.
     """
 
-    def __init__(self, max_kernel_samples, seed):
+    def __init__(self, max_kernel_samples, seed, num_samples=None):
         """Creates an empty accumulator.
 
         Args:
           max_kernel_samples: maximum size of the feature sample, an int >= 2.
-          seed: integer seed of the sample priorities.
+          seed: integer seed of the sample priorities and of the Inception Score
+            shuffle.
+          num_samples: the number of images that will be added, or None if it is
+            not known up front.
         """
         validation.check_positive_int(max_kernel_samples, "max_kernel_samples", minimum=2)
+        if num_samples is not None:
+            validation.check_positive_int(num_samples, "num_samples")
         self.max_kernel_samples = max_kernel_samples
         self.seed = int(seed)
+        self.num_samples = num_samples
         self.statistics = metrics.ActivationStatistics()
+        self.class_counts = np.zeros(classifier_lib.NUM_CLASSES, dtype=np.int64)
         self.count = 0
-        self._logits = []
+        if num_samples is None:
+            self._logits = []
+            self._inception_statistics = None
+        else:
+            self._split_ids = inception_score_split_ids(num_samples, self.seed)
+            self._inception_statistics = InceptionScoreStatistics(
+                INCEPTION_SCORE_SPLITS, classifier_lib.NUM_CLASSES)
         self._sample_features = None
         self._sample_priorities = np.empty(0, dtype=np.uint64)
         self._sample_indices = np.empty(0, dtype=np.int64)
 
     def add(self, logits, features):
-        """Adds one batch: logits [n, 10] and features [n, d] of the next n images."""
+        """Adds one batch: logits [n, 10] and features [n, d] of the next n images.
+
+        Raises:
+          ValueError: if the accumulator was created with `num_samples` and this
+            batch would exceed it.
+        """
         count = features.shape[0]
-        indices = np.arange(self.count, self.count + count, dtype=np.int64)
+        if self.num_samples is not None and self.count + count > self.num_samples:
+            raise ValueError(f"cannot add {count} images to {self.count}: the accumulator was created "
+                             f"for num_samples={self.num_samples}")
+        first_index = self.count
+        indices = np.arange(first_index, first_index + count, dtype=np.int64)
         self.count += count
         self.statistics.update(features)
-        self._logits.append(np.asarray(logits, dtype=np.float32))
+        logits = np.asarray(logits, dtype=np.float32)
+        self.class_counts += np.bincount(np.argmax(logits, axis=1), minlength=self.class_counts.shape[0])
+        if self._inception_statistics is None:
+            self._logits.append(logits)
+        else:
+            self._inception_statistics.update(logits, self._split_ids[first_index:first_index + count])
 
         if self._sample_features is None:
             self._sample_features = np.empty((0, features.shape[1]), dtype=np.float32)
@@ -123,15 +166,65 @@ class FeatureAccumulator:
         self._sample_indices = all_indices
 
     @property
-    def logits(self):
-        """float32 [N, 10], the logits of all images in input order."""
-        return np.concatenate(self._logits)
-
-    @property
     def kernel_features(self):
         """float32 [min(N, max_kernel_samples), d], the sampled features in input order."""
         order = np.argsort(self._sample_indices, kind="stable")
         return self._sample_features[order]
+
+    def inception_score(self):
+        """Returns (mean, std) of the Inception Score over `INCEPTION_SCORE_SPLITS` shuffled splits.
+
+        It equals `metrics.inception_score` of the logits in input order after a
+        shuffle with `np.random.default_rng(seed).permutation`, up to float64
+        rounding. The shuffle matters, because input sorted by class would put
+        one class in each split and score near 1.
+
+        Raises:
+          ValueError: if a split is empty, or fewer than `num_samples` images were
+            added.
+        """
+        statistics = self._inception_statistics
+        if statistics is None:
+            # Summed batch by batch as `add` sums them, so both give the same result.
+            split_ids = inception_score_split_ids(self.count, self.seed)
+            statistics = InceptionScoreStatistics(INCEPTION_SCORE_SPLITS, classifier_lib.NUM_CLASSES)
+            first_index = 0
+            for logits in self._logits:
+                statistics.update(logits, split_ids[first_index:first_index + logits.shape[0]])
+                first_index += logits.shape[0]
+        elif self.count != self.num_samples:
+            raise ValueError(f"the Inception Score needs all {self.num_samples} images, but "
+                             f"{self.count} were added")
+        return statistics.score()
+
+    def class_coverage(self):
+        """Returns `metrics.class_coverage` of the predicted classes of all images."""
+        # The report depends only on the per-class counts, so labels in class order give the same one.
+        labels = np.repeat(np.arange(self.class_counts.shape[0]), self.class_counts)
+        return metrics.class_coverage(labels, num_classes=self.class_counts.shape[0])
+
+
+def inception_score_split_ids(num_samples, seed):
+    """Returns uint8 [num_samples]: the Inception Score split of each image index.
+
+    The images are shuffled with `np.random.default_rng(seed).permutation` and
+    the shuffled order is cut into `INCEPTION_SCORE_SPLITS` contiguous parts as
+    `metrics.inception_score` cuts it, so split s contains shuffled positions
+    [s * N // splits, (s + 1) * N // splits).
+    """
+    return _cached_split_ids(int(num_samples), int(seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_split_ids(num_samples, seed):
+    # The raw and averaged generators of one training evaluation share the splits.
+    permutation = np.random.default_rng(seed).permutation(num_samples)
+    bounds = [split * num_samples // INCEPTION_SCORE_SPLITS for split in range(INCEPTION_SCORE_SPLITS + 1)]
+    split_of_position = np.repeat(np.arange(INCEPTION_SCORE_SPLITS, dtype=np.uint8), np.diff(bounds))
+    split_ids = np.empty(num_samples, dtype=np.uint8)
+    split_ids[permutation] = split_of_position
+    split_ids.flags.writeable = False
+    return split_ids
 
 
 def _sample_priorities(indices, seed):
@@ -243,6 +336,8 @@ class Evaluator:
         reference = _read_cached_reference(path, key)
         if reference is None:
             start = time.time()
+            # The reference needs no Inception Score, so the accumulator gets no count
+            # and keeps the logits (40 bytes an image) without summing them.
             accumulator = self._accumulate(_array_chunks(validation.check_images(images), self.batch_size))
             reference = ReferenceStatistics(
                 count=accumulator.count,
@@ -287,6 +382,9 @@ class Evaluator:
             validation.check_positive_int(num_samples, "num_samples", minimum=MIN_SAMPLES)
         if isinstance(images, tf.data.Dataset):
             chunks = _dataset_chunks(images, self.batch_size)
+            # A dataset may end before num_samples images, so its count is known
+            # only at the end.
+            known_count = None
         else:
             # An in-memory set is checked as a whole, so the range check does not
             # depend on how it is split into batches.
@@ -294,11 +392,12 @@ class Evaluator:
             if num_samples is not None:
                 array = array[:num_samples]
             chunks = _array_chunks(array, self.batch_size)
+            known_count = array.shape[0]
         reference = self.real_reference_statistics()
         start = time.time()
         if num_samples is not None:
             chunks = _limit_chunks(chunks, num_samples)
-        accumulator = self._accumulate(chunks)
+        accumulator = self._accumulate(chunks, known_count)
         if num_samples is not None and accumulator.count < num_samples:
             logging.warning("Requested %d images, but the input has only %d", num_samples, accumulator.count)
         return self._score(accumulator, reference, start)
@@ -333,7 +432,7 @@ class Evaluator:
         reference = self.real_reference_statistics()
         start = time.time()
         chunks = _generated_chunks(generate, num_samples, int(noise_dim), self.batch_size, seed)
-        return self._score(self._accumulate(chunks), reference, start)
+        return self._score(self._accumulate(chunks, num_samples), reference, start)
 
     def evaluate_saved_model(self, path, num_samples, seed=0):
         """Scores `num_samples` images from a generator SavedModel.
@@ -374,9 +473,12 @@ class Evaluator:
 
     # Classification and scoring.
 
-    def _accumulate(self, chunks):
-        """Classifies float32 image chunks in fixed-size batches; returns a `FeatureAccumulator`."""
-        accumulator = FeatureAccumulator(self.max_kernel_samples, self.seed)
+    def _accumulate(self, chunks, num_samples=None):
+        """Classifies float32 image chunks in fixed-size batches; returns a `FeatureAccumulator`.
+
+        `num_samples` is the number of images the chunks hold, or None if unknown.
+        """
+        accumulator = FeatureAccumulator(self.max_kernel_samples, self.seed, num_samples)
         pending = []
         pending_count = 0
         batch_size = self._batch_classifier.batch_size
@@ -417,11 +519,7 @@ class Evaluator:
             raise ValueError(f"at least {MIN_SAMPLES} images are needed to compute every metric, "
                              f"but got {accumulator.count}")
         generated_statistics = accumulator.statistics
-        logits = accumulator.logits
-        # Input sorted by class would put one class in each split and score near 1.
-        shuffled_logits = logits[np.random.default_rng(self.seed).permutation(logits.shape[0])]
-        inception_score, inception_score_std = metrics.inception_score(
-            shuffled_logits, num_splits=INCEPTION_SCORE_SPLITS)
+        inception_score, inception_score_std = accumulator.inception_score()
         frechet_distance = metrics.frechet_distance_from_statistics(
             reference.mean, reference.covariance, generated_statistics.mean, generated_statistics.covariance)
         generated_kernel_features = accumulator.kernel_features
@@ -438,7 +536,7 @@ class Evaluator:
             "kernel_distance_std": kernel_distance_std,
             "precision": precision_and_recall["precision"],
             "recall": precision_and_recall["recall"],
-            "class_coverage": metrics.class_coverage(logits),
+            "class_coverage": accumulator.class_coverage(),
             "num_samples": accumulator.count,
             "seconds": time.time() - start,
         }

@@ -16,6 +16,7 @@ from gan_lib import mnist_prep
 from gan_lib import training
 from metrics import classifier as classifier_lib
 from metrics import evaluator as evaluator_lib
+from metrics.statistics import InceptionScoreStatistics
 from tiny_generator import TinyGenerator
 
 SMALL_REFERENCE = "test[:1000]"
@@ -369,3 +370,98 @@ def test_corrupt_cache_file_is_recomputed(tmp_path, classifier):
     assert not recomputed.from_cache
     reread = _make_evaluator(classifier, cache_dir, reference_split="test[:300]").real_reference_statistics()
     assert reread.from_cache
+
+
+def _split_ids_by_permutation(num_samples, seed, num_splits=10):
+    """The split of each image when metrics.inception_score cuts the shuffled logits."""
+    permutation = np.random.default_rng(seed).permutation(num_samples)
+    split_ids = np.empty(num_samples, dtype=np.int64)
+    for split in range(num_splits):
+        positions = slice(split * num_samples // num_splits, (split + 1) * num_samples // num_splits)
+        split_ids[permutation[positions]] = split
+    return split_ids
+
+
+@pytest.mark.parametrize("num_samples", [10, 11, 1003])
+def test_inception_score_split_ids_follow_shuffle(num_samples):
+    split_ids = evaluator_lib.inception_score_split_ids(num_samples, seed=3)
+    np.testing.assert_array_equal(split_ids, _split_ids_by_permutation(num_samples, 3))
+    assert not split_ids.flags.writeable
+
+
+@pytest.mark.parametrize("logit_scale", [0.01, 3.0, 1000.0])
+def test_inception_score_statistics_match_direct_call(logit_scale):
+    # A scale of 1000 makes most probabilities underflow to 0 in float64.
+    generator = np.random.default_rng(0)
+    logits = generator.normal(size=(1003, 10)) * logit_scale
+    split_ids = _split_ids_by_permutation(1003, 5)
+    shuffled = logits[np.random.default_rng(5).permutation(1003)]
+    expected_mean, expected_std = metrics.inception_score(shuffled, num_splits=10)
+
+    statistics = InceptionScoreStatistics(num_splits=10, num_classes=10)
+    # Batches out of input order, as replicas might deliver them.
+    for start in (750, 0, 500, 1000, 250):
+        statistics.update(logits[start:start + 250], split_ids[start:start + 250])
+    mean, std = statistics.score()
+
+    np.testing.assert_array_equal(statistics.counts, np.bincount(split_ids, minlength=10))
+    assert mean == pytest.approx(expected_mean, rel=1e-12)
+    assert std == pytest.approx(expected_std, rel=1e-9, abs=1e-15)
+
+
+def test_inception_score_statistics_merge_equals_one_pass():
+    logits = np.random.default_rng(1).normal(size=(400, 10)) * 4.0
+    split_ids = np.arange(400) % 4
+    whole = InceptionScoreStatistics(4, 10).update(logits, split_ids)
+    first = InceptionScoreStatistics(4, 10).update(logits[:150], split_ids[:150])
+    second = InceptionScoreStatistics(4, 10).update(logits[150:], split_ids[150:])
+    merged = first.merge(second)
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+    np.testing.assert_allclose(merged.probability_sums, whole.probability_sums, rtol=1e-13)
+    assert merged.score()[0] == pytest.approx(whole.score()[0], rel=1e-13)
+    rebuilt = InceptionScoreStatistics.from_sums(whole.counts, whole.probability_sums, whole.negative_entropy_sums)
+    assert rebuilt.score() == whole.score()
+
+
+def test_inception_score_statistics_reject_bad_input():
+    statistics = InceptionScoreStatistics(num_splits=3, num_classes=10)
+    with pytest.raises(ValueError, match=r"split_ids must be in \[0, 3\), but range from 0 to 3"):
+        statistics.update(np.zeros((4, 10)), np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"split_ids must be integers of shape \[4\]"):
+        statistics.update(np.zeros((4, 10)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="logits must have 10 classes"):
+        statistics.update(np.zeros((4, 9)), np.array([0, 1, 2, 0]))
+    statistics.update(np.zeros((2, 10)), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"every split needs at least 1 image, but the splits have \[1, 1, 0\]"):
+        statistics.score()
+    with pytest.raises(ValueError, match="other has 4 splits"):
+        statistics.merge(InceptionScoreStatistics(num_splits=4, num_classes=10))
+
+
+def test_streamed_inception_score_equals_deferred():
+    generator = np.random.default_rng(2)
+    logits = generator.normal(size=(620, 10)) * 3.0
+    features = generator.normal(size=(620, 6))
+    streamed = evaluator_lib.FeatureAccumulator(max_kernel_samples=50, seed=4, num_samples=620)
+    kept = evaluator_lib.FeatureAccumulator(max_kernel_samples=50, seed=4)
+    for start in range(0, 620, 250):
+        streamed.add(logits[start:start + 250], features[start:start + 250])
+        kept.add(logits[start:start + 250], features[start:start + 250])
+    # Both sum the same batches in the same order, so they agree to the bit.
+    assert streamed.inception_score() == kept.inception_score()
+    expected = metrics.inception_score(logits.astype(np.float32)[np.random.default_rng(4).permutation(620)])
+    assert streamed.inception_score()[0] == pytest.approx(expected[0], rel=1e-12)
+    expected_coverage = metrics.class_coverage(logits.astype(np.float32))
+    for coverage in (streamed.class_coverage(), kept.class_coverage()):
+        np.testing.assert_array_equal(coverage["counts"], expected_coverage["counts"])
+        assert coverage["kl_from_uniform"] == expected_coverage["kl_from_uniform"]
+        assert coverage["num_samples"] == 620
+
+
+def test_accumulator_rejects_images_past_count():
+    accumulator = evaluator_lib.FeatureAccumulator(max_kernel_samples=10, seed=0, num_samples=20)
+    accumulator.add(np.zeros((15, 10)), np.zeros((15, 3)))
+    with pytest.raises(ValueError, match="the Inception Score needs all 20 images, but 15 were added"):
+        accumulator.inception_score()
+    with pytest.raises(ValueError, match="cannot add 6 images to 15: the accumulator was created for num_samples=20"):
+        accumulator.add(np.zeros((6, 10)), np.zeros((6, 3)))
