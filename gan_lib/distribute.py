@@ -161,6 +161,17 @@ def distribute_batches(strategy, make_dataset, global_batch_size):
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+def local_replica_ids(strategy):
+  """Returns the ids (`replica_id_in_sync_group`) of this process's replicas.
+
+  They are in the order of `strategy.experimental_local_results`. The replicas
+  of other workers are left out.
+  """
+  ids = strategy.experimental_distribute_values_from_function(
+      lambda context: tf.constant(context.replica_id_in_sync_group))
+  return [int(value) for value in strategy.experimental_local_results(ids)]
+
+
 def _gather_scalar(strategy, value):
   """Returns float64 [num_replicas]: `value` as each replica's process passed it."""
 

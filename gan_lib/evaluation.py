@@ -30,7 +30,7 @@ def flatten_results(results, prefix=""):
   return row
 
 
-def evaluate_model(evaluator, model, num_samples, seed):
+def evaluate_model(evaluator, model, num_samples, seed, strategy=None):
   """Scores the raw generator and, if the model keeps one, the averaged generator.
 
   Args:
@@ -38,17 +38,26 @@ def evaluate_model(evaluator, model, num_samples, seed):
     model: a `gan_lib.train_step.GanModel`.
     num_samples: generated images per generator.
     seed: noise seed; the same noise is used for both generators.
+    strategy: the `tf.distribute.Strategy` the model was built under, or None.
+      With several replicas, each replica generates and classifies its share of
+      the images (see `Evaluator.evaluate_generator`), and in a multi-worker run
+      every worker must call this. With one replica, or None, the evaluator is
+      called without a strategy argument, so evaluators that lack the argument
+      still work there.
 
   Returns:
     A flat dict of floats: the raw generator's metrics (see `flatten_results`),
     and the averaged generator's with the prefix "ema_".
   """
-  row = flatten_results(
-      evaluator.evaluate_generator(model.generator, num_samples, model.noise_dim, seed=seed))
+  options = {}
+  if strategy is not None and strategy.num_replicas_in_sync > 1:
+    options["strategy"] = strategy
+  row = flatten_results(evaluator.evaluate_generator(
+      model.generator, num_samples, model.noise_dim, seed=seed, **options))
   if model.ema_generator is not None:
     row.update(flatten_results(
         evaluator.evaluate_generator(model.ema_generator, num_samples, model.noise_dim,
-                                     seed=seed),
+                                     seed=seed, **options),
         prefix="ema_"))
   return row
 

@@ -36,6 +36,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from gan_lib import distribute
 from gan_lib import io_utils
 from gan_lib import mnist_prep
 import metrics
@@ -307,6 +308,7 @@ class Evaluator:
         self.kernel_subset_size = kernel_subset_size
         self.seed = int(seed)
         self._batch_classifier = classifier_lib.FixedBatchClassifier(classifier, CLASSIFIER_BATCH_SIZE)
+        self._replica_classifiers = {}  # (strategy, block size) -> tf.function
         self._reference = None
 
     # Reference statistics.
@@ -402,22 +404,42 @@ class Evaluator:
             logging.warning("Requested %d images, but the input has only %d", num_samples, accumulator.count)
         return self._score(accumulator, reference, start)
 
-    def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0):
-        """Generates `num_samples` images and scores them.
+    def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0, strategy=None):
+        """Generates `num_samples` images and scores them, on one device or split over replicas.
 
         Noise row i is the i-th row of `np.random.default_rng(seed).standard_normal`
         draws of shape [noise_dim], whatever the batch size. The generator is
         always called with `batch_size` rows, and images past `num_samples` are
         dropped, so a `tf.function` generator is traced once.
 
+        Under a `tf.distribute` strategy with several replicas, the noise rows are
+        cut into blocks of `replica_block_size(batch_size)` rows, and replica r of
+        R generates and classifies blocks r, r + R, r + 2R, ... Each image comes
+        from the same noise row, and is classified in the same classifier batch at
+        the same position, as on one device. After each step of R blocks, the
+        logits and features are gathered to every worker, which adds them to the
+        float64 statistics in row order as one device does. So every worker gets
+        the same scores, and they equal the one-device scores bit for bit when the
+        replicas' devices compute each image as the one device does (two logical
+        CPUs do). If `batch_size` is a multiple of `CLASSIFIER_BATCH_SIZE` (the
+        default 500 is), the generator also gets batches of the one-device shape.
+        Otherwise it gets larger ones, and a generator whose float32 rounding
+        depends on the batch shape gives slightly different images.
+
         Args:
           generator: a callable mapping float32 noise [B, noise_dim] to images
             [B, 28, 28, 1] in [-1, 1] (or to a dict with an "images" entry). It is
             called with training=False if it accepts a `training` argument. A
-            `tf.Module` is wrapped in a `tf.function`.
+            `tf.Module` is wrapped in a `tf.function`. Under a strategy it is
+            called inside `strategy.run` in a `tf.function`, so it must be
+            traceable.
           num_samples: number of images to generate, an int >= `MIN_SAMPLES`.
           noise_dim: size of the noise vector; None to read `generator.noise_dim`.
           seed: integer seed of the noise.
+          strategy: a `tf.distribute.Strategy` to split the work over, or None for
+            one device. A strategy with one replica also runs on one device. In a
+            multi-worker strategy every worker must make the same call, because
+            the statistics are gathered with a collective operation.
 
         Returns:
           The dict described in `_score`.
@@ -431,8 +453,12 @@ class Evaluator:
         generate = _as_noise_function(generator)
         reference = self.real_reference_statistics()
         start = time.time()
-        chunks = _generated_chunks(generate, num_samples, int(noise_dim), self.batch_size, seed)
-        return self._score(self._accumulate(chunks, num_samples), reference, start)
+        if strategy is None or strategy.num_replicas_in_sync == 1:
+            chunks = _generated_chunks(generate, num_samples, int(noise_dim), self.batch_size, seed)
+            accumulator = self._accumulate(chunks, num_samples)
+        else:
+            accumulator = self._accumulate_on_replicas(generate, num_samples, int(noise_dim), seed, strategy)
+        return self._score(accumulator, reference, start)
 
     def evaluate_saved_model(self, path, num_samples, seed=0):
         """Scores `num_samples` images from a generator SavedModel.
@@ -497,6 +523,94 @@ class Evaluator:
             accumulator.add(*self._batch_classifier(np.concatenate(pending)))
         return accumulator
 
+    def _accumulate_on_replicas(self, generate, num_samples, noise_dim, seed, strategy):
+        """Generates and classifies on the replicas of `strategy`; returns a `FeatureAccumulator`.
+
+        See `evaluate_generator` for how the rows are split. After each step the
+        replicas' logits and features are gathered to every worker, as float32
+        (4 * (10 + d) bytes an image). Each worker adds them to one accumulator in
+        row order, one classifier batch at a time, exactly as `_accumulate` does
+        on one device.
+        """
+        num_replicas = strategy.num_replicas_in_sync
+        block_size = replica_block_size(self.batch_size)
+        classify_on_replicas = self._replica_classifier(strategy, block_size)
+
+        @tf.function
+        def generate_on_replicas(noise):
+            return strategy.run(generate, args=(noise,))
+
+        replica_ids = distribute.local_replica_ids(strategy)
+        accumulator = FeatureAccumulator(self.max_kernel_samples, self.seed, num_samples)
+        noise_rng = np.random.default_rng(seed)
+        for blocks in replica_row_blocks(num_samples, block_size, num_replicas):
+            # Every worker draws every replica's rows, so the stream stays that of one device.
+            noise = noise_rng.standard_normal((num_replicas * block_size, noise_dim), dtype=np.float32)
+            replica_noise = strategy.experimental_distribute_values_from_function(
+                lambda context: tf.constant(noise[context.replica_id_in_sync_group * block_size:][:block_size]))
+            generated = strategy.experimental_local_results(generate_on_replicas(replica_noise))
+
+            images, errors = {}, {}
+            for replica, replica_images in zip(replica_ids, generated):
+                count = blocks[replica][1]
+                try:
+                    images[replica] = _padded_block(np.asarray(replica_images)[:count], block_size)
+                except ValueError as error:
+                    # Raised after the gather, so workers waiting in it are not left hanging.
+                    logging.error("Replica %d generated invalid images: %s", replica, error)
+                    errors[replica] = error
+                    images[replica] = _padded_block(np.empty((0, 28, 28, 1), np.float32), block_size)
+            gathered = classify_on_replicas(
+                strategy.experimental_distribute_values_from_function(
+                    lambda context: tf.constant(images[context.replica_id_in_sync_group])),
+                strategy.experimental_distribute_values_from_function(
+                    lambda context: tf.constant(0.0 if context.replica_id_in_sync_group in errors else 1.0)))
+            # Every local replica has the same gathered arrays, so the first one will do.
+            logits, features, valid = (strategy.experimental_local_results(value)[0].numpy() for value in gathered)
+            if errors:
+                raise next(iter(errors.values()))
+            if not np.all(valid == 1.0):
+                raise ValueError(f"the generator returned invalid images on replicas "
+                                 f"{np.flatnonzero(valid != 1.0).tolist()} of another worker, whose log has "
+                                 "the error")
+
+            for replica, (_, count) in enumerate(blocks):
+                for start in range(0, count, CLASSIFIER_BATCH_SIZE):
+                    end = min(start + CLASSIFIER_BATCH_SIZE, count)
+                    accumulator.add(logits[replica, start:end], features[replica, start:end])
+        logging.info("Generated and classified %d images on %d replicas in blocks of %d rows",
+                     accumulator.count, num_replicas, block_size)
+        return accumulator
+
+    def _replica_classifier(self, strategy, block_size):
+        """Returns a `tf.function` that classifies a block on each replica and gathers the outputs.
+
+        It takes per-replica images [block_size, 28, 28, 1] and float32 flags (1
+        for valid images), runs the classifier on batches of
+        `CLASSIFIER_BATCH_SIZE`, and returns logits [R, block_size, 10], features
+        [R, block_size, d] and flags [R] of all R replicas. It is kept per strategy
+        and block size, so repeated evaluations trace it once.
+        """
+        key = (strategy, block_size)
+        if key in self._replica_classifiers:
+            return self._replica_classifiers[key]
+        classifier = self.classifier
+
+        def classify_and_gather(images, valid):
+            outputs = [classifier(images[start:start + CLASSIFIER_BATCH_SIZE], training=False)
+                       for start in range(0, block_size, CLASSIFIER_BATCH_SIZE)]
+            logits = tf.concat([output[0] for output in outputs], axis=0)
+            features = tf.concat([output[1] for output in outputs], axis=0)
+            return tf.distribute.get_replica_context().all_gather(
+                (logits[tf.newaxis], features[tf.newaxis], valid[tf.newaxis]), axis=0)
+
+        @tf.function
+        def classify_on_replicas(images, valid):
+            return strategy.run(classify_and_gather, args=(images, valid))
+
+        self._replica_classifiers[key] = classify_on_replicas
+        return classify_on_replicas
+
     def _score(self, accumulator, reference, start):
         """Computes every metric of the accumulated images against `reference`.
 
@@ -552,6 +666,38 @@ class Evaluator:
 def _array_chunks(images, batch_size):
     for start in range(0, images.shape[0], batch_size):
         yield images[start:start + batch_size]
+
+
+def replica_block_size(batch_size):
+    """Returns the noise rows a replica takes at a time: `batch_size` rounded up to whole classifier batches."""
+    return -(-batch_size // CLASSIFIER_BATCH_SIZE) * CLASSIFIER_BATCH_SIZE
+
+
+def replica_row_blocks(num_samples, block_size, num_replicas):
+    """Yields, per step, the (first row, number of rows below num_samples) of each replica's block.
+
+    Step s gives replica r the rows [(s * R + r) * block_size, ... + block_size),
+    so the replicas take the blocks in turn. The last step may give some
+    replicas fewer rows or none.
+    """
+    for step_start in range(0, num_samples, num_replicas * block_size):
+        blocks = []
+        for replica in range(num_replicas):
+            first_row = step_start + replica * block_size
+            blocks.append((first_row, max(0, min(block_size, num_samples - first_row))))
+        yield blocks
+
+
+def _padded_block(images, block_size):
+    """Checks generated images and pads them with blank (-1) images to `block_size` rows.
+
+    `FixedBatchClassifier` pads a short batch with the same images, so the last
+    classifier batch is classified as on one device.
+    """
+    if images.shape[0]:
+        images = validation.check_images(images)
+    padding = np.full((block_size - images.shape[0], 28, 28, 1), -1.0, dtype=np.float32)
+    return np.concatenate([images, padding])
 
 
 def _limit_chunks(chunks, num_samples):

@@ -9,6 +9,11 @@ run needs a fresh process:
   TF_CONFIG=... python tests/distribute_worker.py multi_worker OUTPUT_DIR RESULT_NPZ
       One worker of a MultiWorkerMirroredStrategy cluster: how batches are
       split, then training for one epoch and resuming for a second.
+  python tests/distribute_worker.py evaluate_mirrored RESULT_NPZ CACHE_DIR
+  TF_CONFIG=... python tests/distribute_worker.py evaluate_multi_worker RESULT_NPZ CACHE_DIR
+      Evaluations of generators split over two logical CPUs or two workers,
+      and the same evaluations on one device, for test_distributed_evaluation.py.
+      CACHE_DIR is the folder of the cached reference statistics.
 
 Results go to .npz files that the test reads.
 """
@@ -44,8 +49,8 @@ class ScriptedEvaluator:
   def __init__(self, frechet_distances):
     self.frechet_distances = list(frechet_distances)
 
-  def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0):
-    del generator, noise_dim, seed
+  def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0, strategy=None):
+    del generator, noise_dim, seed, strategy
     distance = self.frechet_distances.pop(0)
     return dict(inception_score=10.0 - distance, inception_score_std=0.1,
                 frechet_distance=distance, kernel_distance=distance / 100,
@@ -150,13 +155,118 @@ def run_multi_worker(output_dir, result_path):
   np.savez(result_path, **results)
 
 
+# Evaluation under a strategy.
+
+EVALUATION_SCALARS = ("inception_score", "inception_score_std", "frechet_distance",
+                      "kernel_distance", "kernel_distance_std", "precision", "recall",
+                      "num_samples")
+# (evaluator batch size, images). 500 gives blocks of two classifier batches,
+# and 1130 images end in a step where the first replica gets 130 rows and the
+# second none. 100 is no multiple of the classifier batch, so the blocks (250)
+# are larger than the one-device generator batches.
+EVALUATION_CASES = ((500, 1130), (100, 620))
+
+
+def make_evaluator(cache_dir, batch_size):
+  from metrics import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+  # The first 1,000 test images and 10 kernel distance subsets keep each evaluation short.
+  return evaluator_lib.Evaluator(reference_split="test[:1000]", cache_dir=cache_dir,
+                                 batch_size=batch_size, max_kernel_samples=500,
+                                 kernel_num_subsets=10)
+
+
+def evaluation_arrays(results, prefix):
+  """Returns {prefix/key: value} of an evaluator result's scalars and class counts."""
+  arrays = {f"{prefix}/{key}": results[key] for key in EVALUATION_SCALARS}
+  arrays[f"{prefix}/class_counts"] = results["class_coverage"]["counts"]
+  return arrays
+
+
+def evaluate_model_both_ways(strategy, cache_dir):
+  """Returns evaluate_model's rows for a model built under `strategy`, with and without it."""
+  from gan_lib import evaluation  # pylint: disable=g-import-not-at-top
+  from gan_lib import train_step  # pylint: disable=g-import-not-at-top
+  with strategy.scope():
+    model = train_step.GanModel(noise_dim=NOISE_DIM, width=WIDTH, seed=3)
+  evaluator = make_evaluator(cache_dir, 500)
+  split_row = evaluation.evaluate_model(evaluator, model, 300, seed=5, strategy=strategy)
+  single_row = evaluation.evaluate_model(evaluator, model, 300, seed=5)
+  arrays = {f"model_split/{key}": value for key, value in split_row.items()}
+  arrays.update({f"model_single/{key}": value for key, value in single_row.items()})
+  return arrays
+
+
+def invalid_images_error(strategy, cache_dir, generator):
+  """Returns the message of the ValueError that evaluating `generator` raises, or ""."""
+  try:
+    # 1,000 images give each of two replicas a block of 500.
+    make_evaluator(cache_dir, 500).evaluate_generator(generator, 1000, noise_dim=2,
+                                                       strategy=strategy)
+  except ValueError as error:
+    return str(error)
+  return ""
+
+
+def images_of_255(noise):
+  """A generator that returns pixels of 255, outside the evaluator's range [-1, 1]."""
+  return tf.fill([tf.shape(noise)[0], 28, 28, 1], 255.0)
+
+
+def run_evaluation_mirrored(result_path, cache_dir):
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+  from gan_lib import distribute  # pylint: disable=g-import-not-at-top
+  from tiny_generator import TinyGenerator  # pylint: disable=g-import-not-at-top
+
+  strategy = distribute.make_strategy("mirrored")
+  results = dict(num_replicas=strategy.num_replicas_in_sync)
+  generator = TinyGenerator()
+  for batch_size, num_samples in EVALUATION_CASES:
+    evaluator = make_evaluator(cache_dir, batch_size)
+    case = f"{batch_size}_{num_samples}"
+    results.update(evaluation_arrays(
+        evaluator.evaluate_generator(generator, num_samples, seed=4, strategy=strategy),
+        f"split/{case}"))
+    results.update(evaluation_arrays(
+        evaluator.evaluate_generator(generator, num_samples, seed=4), f"single/{case}"))
+  results.update(evaluate_model_both_ways(strategy, cache_dir))
+  results["invalid_error"] = invalid_images_error(strategy, cache_dir, images_of_255)
+  np.savez(result_path, **results)
+
+
+def run_evaluation_multi_worker(result_path, cache_dir):
+  # The strategy comes first, because it must configure collectives before any other op.
+  from gan_lib import distribute  # pylint: disable=g-import-not-at-top
+  strategy = distribute.make_strategy("multi_worker")
+  from tiny_generator import TinyGenerator  # pylint: disable=g-import-not-at-top
+
+  chief = distribute.is_chief(strategy)
+  results = dict(chief=chief, replica_ids=distribute.local_replica_ids(strategy))
+  generator = TinyGenerator()
+  batch_size, num_samples = EVALUATION_CASES[0]
+  evaluator = make_evaluator(cache_dir, batch_size)
+  results.update(evaluation_arrays(
+      evaluator.evaluate_generator(generator, num_samples, seed=4, strategy=strategy), "split"))
+  results.update(evaluation_arrays(
+      evaluator.evaluate_generator(generator, num_samples, seed=4), "single"))
+  # Only the second worker's images are invalid. Both workers must raise
+  # instead of the chief waiting for a gather the other never joins.
+  valid_generator = lambda noise: tf.zeros([tf.shape(noise)[0], 28, 28, 1]) - 0.5
+  results["invalid_error"] = invalid_images_error(
+      strategy, cache_dir, valid_generator if chief else images_of_255)
+  np.savez(result_path, **results)
+
+
 def main(argv):
-  if argv[1] == "mirrored":
-    run_mirrored(argv[2])
-  elif argv[1] == "multi_worker":
-    run_multi_worker(argv[2], argv[3])
-  else:
-    sys.exit(f"unknown mode {argv[1]!r}: expected mirrored or multi_worker")
+  modes = {
+      "mirrored": run_mirrored,
+      "multi_worker": run_multi_worker,
+      "evaluate_mirrored": run_evaluation_mirrored,
+      "evaluate_multi_worker": run_evaluation_multi_worker,
+  }
+  if argv[1] not in modes:
+    sys.exit(f"unknown mode {argv[1]!r}: expected one of {sorted(modes)}")
+  modes[argv[1]](*argv[2:])
 
 
 if __name__ == "__main__":
