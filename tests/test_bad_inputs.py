@@ -11,6 +11,7 @@ that the table and the cases below list the same ids, statuses and messages.
 """
 
 import ast
+import concurrent.futures
 import dataclasses
 import gzip
 import os
@@ -293,19 +294,48 @@ def _replace_tmp(text, tmp_path):
   return text
 
 
+@pytest.fixture(scope="module")
+def script_results(request, tmp_path_factory):
+  """Runs the selected script cases, as many at once as there are CPUs.
+
+  Returns:
+    {case id: (temporary folder, its file names before the run, CompletedProcess,
+    or TimeoutExpired if the script ran past SCRIPT_TIMEOUT_SECONDS)}.
+  """
+  cases = [item.callspec.params["case"] for item in request.session.items
+           if getattr(item, "originalname", None) == "test_script_rejects"]
+  prepared = []
+  for case in cases:
+    folder = tmp_path_factory.mktemp(case.id)
+    if case.setup is not None:
+      case.setup(folder)
+    prepared.append((case, folder, sorted(os.listdir(folder))))
+
+  def run(entry):
+    case, folder, before = entry
+    try:
+      result = _run_script(folder, case.script, *case.flags)
+    except subprocess.TimeoutExpired as timeout:
+      # Kept as the result, so that only this case's test fails.
+      result = timeout
+    return case.id, (folder, before, result)
+
+  # Each run is a separate Python process, so threads run them in parallel.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    return dict(pool.map(run, prepared))
+
+
 @pytest.mark.parametrize("case", SCRIPT_CASES, ids=[case.id for case in SCRIPT_CASES])
-def test_script_rejects(tmp_path, case):
-  if case.setup is not None:
-    case.setup(tmp_path)
-  before = sorted(os.listdir(tmp_path))
+def test_script_rejects(script_results, case):
+  folder, before, result = script_results[case.id]
 
-  result = _run_script(tmp_path, case.script, *case.flags)
-
+  assert not isinstance(result, subprocess.TimeoutExpired), (
+      f"the script ran for {SCRIPT_TIMEOUT_SECONDS} s, past its flag checks")
   assert result.returncode == case.status, result.stderr[-2000:]
-  lines = _replace_tmp(result.stderr, tmp_path).strip().splitlines()
+  lines = _replace_tmp(result.stderr, folder).strip().splitlines()
   expected_lines = [case.message] if case.status == 2 else [case.message, ABSL_HINT]
   assert lines == expected_lines
-  assert sorted(os.listdir(tmp_path)) == before, "a rejected run created files"
+  assert sorted(os.listdir(folder)) == before, "a rejected run created files"
 
 
 # ---------------------------------------------------------------------------
