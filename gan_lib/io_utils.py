@@ -9,7 +9,7 @@ import tempfile
 
 from absl import logging
 
-# What to do about the usual reasons a write fails, by errno.
+# Advice for the usual reasons a write fails, keyed by errno.
 _ADVICE = {
     errno.ENOSPC: "free space on that disk",
     errno.EDQUOT: "free space or raise the disk quota",

@@ -113,7 +113,7 @@ class GanModel(tf.Module):
 
     The groups are the keys of `checkpoint_items` (`generator`,
     `generator_optimizer`, `ema_generator` and so on). An optimizer's group
-    holds its own variables only (learning rate and moment slots), not the
+    contains its own variables only (learning rate and moment slots), not the
     network's. It reads every variable eagerly, so it is meant for explaining
     a failure, not for every step.
     """

@@ -228,7 +228,7 @@ class ScratchCheckpointSaver:
 
 
 def _resume_advice(checkpoint_path):
-  """Returns the sentence that tells how to go on after a failed write."""
+  """Returns the advice on resuming after a failed write."""
   if checkpoint_path is None:
     return "No checkpoint was saved yet, so the same command starts the run over"
   return (f"The last checkpoint {checkpoint_path} is intact; run the same command again "
@@ -258,11 +258,10 @@ def save_checkpoint_or_raise(saver, number, description, last_checkpoint, direct
     io_utils.OutputWriteError: naming the checkpoint, the reason and how to resume.
   """
   prefix = os.path.join(directory, f"ckpt-{number}") if directory else f"ckpt-{number}"
-  # NOTE: a checkpoint saved again under an existing number (a run stopped by a
-  # signal on the last step of an epoch saves that step once more when it
-  # resumes) replaces its data file first and then rewrites its index in place.
-  # A failure between the two leaves that checkpoint unreadable, and the next run
-  # falls back to the one before it.
+  # NOTE: a run stopped by a signal on the last step of an epoch saves that step
+  # again when it resumes. Such a save replaces the old data file first and then
+  # rewrites the index in place. A failure between the two leaves that checkpoint
+  # unreadable, so the next run falls back to the one before it.
   existed = directory is not None and os.path.exists(prefix + ".index")
   try:
     return saver.save(checkpoint_number=number)
@@ -576,6 +575,9 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
           f"{message}; stopped after {rollbacks} rollbacks (--max_rollbacks="
           f"{config.max_rollbacks}). Raise --max_rollbacks to allow more, or start a new run "
           "with a lower --learning_rate", bad_step, last_checkpoint, rollbacks)
+    # NOTE: rollback is tested on one device only. Under a multi-worker strategy
+    # every worker sees the same NaN, because losses are reduced and variables
+    # mirrored, and restores the chief's checkpoint from the shared folder.
     old_rate, new_rate = roll_back(checkpoint, last_checkpoint, model,
                                    config.rollback_learning_rate_factor)
     rollback_count.assign(rollbacks + 1)
@@ -766,10 +768,10 @@ def describe_non_finite(values, variables_finite, model):
   if not variables_finite:
     groups = model.non_finite_variables()
     for owner, names in groups.items():
-      shown = ", ".join(names[:3])
+      listed_names = ", ".join(names[:3])
       if len(names) > 3:
-        shown += f" and {len(names) - 3} more"
-      parts.append(f"{len(names)} {owner} variables ({shown})")
+        listed_names += f" and {len(names) - 3} more"
+      parts.append(f"{len(names)} {owner} variables ({listed_names})")
     if not groups:
       parts.append("variables_finite=False, but no variable holds a NaN or Inf when read again")
   return ", ".join(parts)

@@ -84,7 +84,7 @@ def test_data_dir_that_is_a_file_is_rejected(tmp_path):
     config.validate()
 
 
-def test_non_finite_defaults_stop_with_rollback_settings(tmp_path):
+def test_non_finite_defaults(tmp_path):
   config = config_lib.TrainConfig(output_dir=str(tmp_path))
   assert config.on_non_finite == "stop"
   assert config.rollback_learning_rate_factor == 0.5

@@ -8,8 +8,8 @@ file behind.
 The file size limit (RLIMIT_FSIZE) is set in subprocesses with SIGXFSZ
 ignored, so a write past the limit fails with EFBIG instead of killing the
 process. This module is also the script those subprocesses run. The full disk
-(a small tmpfs) and the read-only folder (a read-only bind mount) need mount
-privileges; those tests are skipped where mounting is not allowed.
+is a small tmpfs and the read-only folder a read-only bind mount. Both need
+mount privileges, so those tests are skipped where mounting is not allowed.
 """
 
 import errno
@@ -159,8 +159,7 @@ def limited_cases(good_run, tiny_data_dir, tmp_path_factory):
   return root, json.loads(results_path.read_text())
 
 
-def test_script_checkpoint_write_failure_keeps_last_checkpoint(good_run, tiny_data_dir,
-                                                               tmp_path):
+def test_script_checkpoint_failure_exits(good_run, tiny_data_dir, tmp_path):
   output_dir = tmp_path / "run"
   shutil.copytree(good_run[0], output_dir)
   checkpoints_before = _listing(output_dir / "checkpoints")
@@ -190,7 +189,7 @@ def test_script_checkpoint_write_failure_keeps_last_checkpoint(good_run, tiny_da
     np.testing.assert_array_equal(before, after)
 
 
-def test_sample_png_write_failure_names_file(limited_cases, good_run):
+def test_sample_png_failure_named(limited_cases, good_run):
   root, results = limited_cases
   result = results["png"]
   png = root / "png" / "samples" / "epoch_0002.png"
@@ -204,7 +203,7 @@ def test_sample_png_write_failure_names_file(limited_cases, good_run):
   assert _leftovers(root / "png") == []
 
 
-def test_json_lines_log_write_failure_keeps_old_log(limited_cases, good_run):
+def test_log_failure_keeps_old_log(limited_cases, good_run):
   root, results = limited_cases
   result = results["log"]
   log = root / "log" / "metrics.jsonl"
@@ -229,7 +228,7 @@ def _unmount(folder):
   subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
-def test_full_disk_during_checkpoint_keeps_last_checkpoint(good_run, tiny_data_dir, tmp_path):
+def test_full_disk_keeps_checkpoint(good_run, tiny_data_dir, tmp_path):
   disk = tmp_path / "disk"
   disk.mkdir()
   _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk))
@@ -255,7 +254,7 @@ def test_full_disk_during_checkpoint_keeps_last_checkpoint(good_run, tiny_data_d
     _unmount(disk)
 
 
-def test_read_only_samples_folder_stops_at_png(good_run, tiny_data_dir, tmp_path):
+def test_read_only_samples_folder(good_run, tiny_data_dir, tmp_path):
   output_dir = tmp_path / "run"
   shutil.copytree(good_run[0], output_dir)
   samples = output_dir / "samples"

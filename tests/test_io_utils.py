@@ -62,7 +62,7 @@ def test_atomic_write_uses_umask_mode(tmp_path):
   assert (path.stat().st_mode & 0o777) == 0o644
 
 
-def test_output_write_error_names_file_reason_and_fix():
+def test_write_error_message_names_fix():
   error = io_utils.OutputWriteError("the sample PNG", "/run/samples/epoch_0002.png",
                                     OSError(errno.ENOSPC, "No space left on device"),
                                     "Run the same command again")
@@ -74,7 +74,7 @@ def test_output_write_error_names_file_reason_and_fix():
   assert error.filename == "/run/samples/epoch_0002.png"
 
 
-def test_output_write_error_reads_reason_from_message():
+def test_write_error_reads_reason_text():
   # TensorFlow's file errors carry no errno, only the reason in the text.
   tensorflow_like = RuntimeError("Failed to write ckpt-8_temp/part-00000: File too large")
   error = io_utils.OutputWriteError("the checkpoint", "/run/checkpoints/ckpt-8", tensorflow_like)
@@ -82,7 +82,7 @@ def test_output_write_error_reads_reason_from_message():
   assert "File too large (EFBIG); raise the file size limit (ulimit -f)" in str(error)
 
 
-def test_output_write_error_keeps_unknown_reason_text():
+def test_write_error_unknown_reason():
   error = io_utils.OutputWriteError("the checkpoint", "/run/ckpt-8",
                                     RuntimeError("disk went away\nmore detail"))
   assert error.errno is None
@@ -90,7 +90,7 @@ def test_output_write_error_keeps_unknown_reason_text():
                         "the folder is writable and has free space")
 
 
-def test_reporting_write_errors_wraps_os_errors_only(tmp_path):
+def test_reporting_wraps_only_os_errors(tmp_path):
   path = str(tmp_path / "file.txt")
   with pytest.raises(io_utils.OutputWriteError, match="Read-only file system") as raised:
     with io_utils.reporting_write_errors("the log", path):
@@ -101,7 +101,7 @@ def test_reporting_write_errors_wraps_os_errors_only(tmp_path):
       raise ValueError("not a write error")
 
 
-def test_failed_write_of_new_file_leaves_nothing(tmp_path, monkeypatch):
+def test_failed_new_file_leaves_nothing(tmp_path, monkeypatch):
   def failing_write(*args, **kwargs):
     raise OSError(errno.EFBIG, "File too large")
 

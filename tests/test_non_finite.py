@@ -96,7 +96,7 @@ def _warnings(caplog, text):
           if record.levelno == logging.WARNING and text in record.getMessage()]
 
 
-def test_nan_batch_stops_naming_step_and_checkpoint(tiny_images, tmp_path):
+def test_nan_batch_stop_names_checkpoint(tiny_images, tmp_path):
   with pytest.raises(training.NonFiniteLossError) as raised:
     _train(_NanBatchPipeline(tiny_images, nan_step=3), tmp_path)
   error = raised.value
@@ -108,7 +108,7 @@ def test_nan_batch_stops_naming_step_and_checkpoint(tiny_images, tmp_path):
   assert "discriminator_optimizer variables (" in message
   assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'ckpt-2'}" in message
   assert "--on_non_finite=rollback" in message
-  # Nothing after step 2 was saved, and ckpt-2 holds finite weights and slots.
+  # Nothing after step 2 was saved, and ckpt-2 contains finite weights and slots.
   latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
   assert latest.endswith("ckpt-2")
   reader = tf.train.load_checkpoint(latest)
@@ -120,7 +120,7 @@ def test_nan_batch_stops_naming_step_and_checkpoint(tiny_images, tmp_path):
       assert np.all(np.isfinite(value)), name
 
 
-def test_weight_only_nan_is_caught_in_its_step(tiny_images, tmp_path, monkeypatch):
+def test_weight_nan_caught_same_step(tiny_images, tmp_path, monkeypatch):
   # A NaN in an Adam slot before step 3 leaves step 3's losses finite (they are
   # computed before the update) but turns the updated weights NaN.
   def poison_slot_before_step_three(model, batch):
@@ -141,7 +141,7 @@ def test_weight_only_nan_is_caught_in_its_step(tiny_images, tmp_path, monkeypatc
   assert raised.value.checkpoint.endswith("ckpt-2")
 
 
-def test_rollback_resumes_with_lower_learning_rate(tiny_images, tmp_path, monkeypatch, caplog):
+def test_rollback_lowers_learning_rate(tiny_images, tmp_path, monkeypatch, caplog):
   caplog.set_level(logging.INFO)
   steps_seen = _patch_step(monkeypatch, _nan_once_at(3))
   pipeline = data.EpochPipeline.from_array(tiny_images, BATCH, seed=11)
@@ -174,8 +174,7 @@ def test_rollback_resumes_with_lower_learning_rate(tiny_images, tmp_path, monkey
   assert len(_warnings(caplog, "Using the learning rate 0.0001 from the checkpoint")) == 1
 
 
-def test_rollback_before_first_checkpoint_uses_initial_weights(tiny_images, tmp_path,
-                                                               monkeypatch, caplog):
+def test_rollback_without_checkpoint_restarts(tiny_images, tmp_path, monkeypatch, caplog):
   steps_seen = _patch_step(monkeypatch, _nan_once_at(1))
   pipeline = data.EpochPipeline.from_array(tiny_images, BATCH, seed=11)
   result = _train(pipeline, tmp_path, checkpoint_every=0, on_non_finite="rollback")

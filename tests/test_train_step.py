@@ -131,7 +131,7 @@ def test_no_ema_generator_when_decay_is_none():
 
 
 @pytest.mark.parametrize("owner", ["discriminator_optimizer", "ema_generator", "generator"])
-def test_variables_finite_flags_nan_in_any_variable_group(owner):
+def test_finite_flag_drops_for_nan_variable(owner):
   model = _model()
   step = train_step.make_train_step(model, BATCH)
   batches = _batches(2)
@@ -148,14 +148,14 @@ def test_variables_finite_flags_nan_in_any_variable_group(owner):
   assert variable.name in groups[owner]
 
 
-def test_non_finite_variables_lists_optimizer_slots_apart_from_network():
+def test_non_finite_variables_separate_slots():
   model = _model()
   slot = model.generator_optimizer.second_moments[0]
   slot.assign(tf.fill(slot.shape, np.inf))
   assert model.non_finite_variables() == {"generator_optimizer": [slot.name]}
 
 
-def test_checked_variables_are_every_float_variable():
+def test_checked_variables_cover_floats():
   model = _model()
   checked = model.checked_variables()
   assert {v.dtype for v in checked} == {tf.float32}
