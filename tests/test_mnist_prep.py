@@ -514,6 +514,27 @@ def test_invalid_source_raises_naming_file(tmp_path, make_case):
   assert phrase in message
 
 
+@pytest.mark.parametrize("member_name", [
+    "../outside.txt", "..\\outside.txt", "mnist/data/../../../outside.txt",
+    "//server/share/outside.txt", "C:/outside.txt", "C:outside.txt",
+    "\\\\server\\share\\outside.txt",
+])
+def test_wheel_member_outside_folder_rejected(tmp_path, member_name):
+  wheel_folder = tmp_path / "wheel"
+  wheel_folder.mkdir()
+  pickle_gz = gzip_bytes(classic_pickle_bytes(classic_content(make_arrays())))
+  path = write_wheel(wheel_folder / "evil.whl", {
+      WHEEL_MEMBER: pickle_gz, member_name: b"x"})
+
+  with pytest.raises(mnist_prep.MnistSourceError) as raised:
+    mnist_prep.read_mnist_source(path, expected=None, wheel_sha256=None)
+
+  assert "unsafe member path" in str(raised.value)
+  assert repr(member_name) in str(raised.value)
+  # The reader never extracts, so nothing appears beside the wheel's folder.
+  assert sorted(os.listdir(tmp_path)) == ["wheel"]
+
+
 def test_prepare_invalid_source_no_data_dir(tmp_path):
   source, _, _, _ = case_pixels_not_k_over_256(tmp_path)
   data_dir = tmp_path / "data"
