@@ -139,13 +139,14 @@ class TrainConfig:
       raise ConfigError(
           f"--on_non_finite={self.on_non_finite!r} is invalid: expected one of "
           f"{', '.join(ON_NON_FINITE_CHOICES)}")
-    check_writable_directory("output_dir", self.output_dir)
     if self.data_dir is not None and os.path.exists(self.data_dir) and not os.path.isdir(
         self.data_dir):
       raise ConfigError(f"--data_dir={self.data_dir!r} is invalid: it is a file, expected a folder")
     if self.mnist_source is not None and not os.path.exists(self.mnist_source):
       raise ConfigError(
           f"--mnist_source={self.mnist_source!r} is invalid: no such file or folder")
+    # Last, because it creates the folder: a rejected run leaves no empty output folder.
+    check_writable_directory("output_dir", self.output_dir)
 
   def to_json(self):
     """Returns the configuration as a JSON string."""

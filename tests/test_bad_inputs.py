@@ -150,8 +150,7 @@ SCRIPT_CASES = [
     # so the folder exists beforehand here.
     ScriptCase("train_gan-mnist-source-missing", "train_gan.py",
                ("--output_dir=run", "--mnist_source=mnist.npz"), 2,
-               "error: --mnist_source='mnist.npz' is invalid: no such file or folder",
-               _folders("run")),
+               "error: --mnist_source='mnist.npz' is invalid: no such file or folder"),
     ScriptCase("train_gan-examples-per-epoch-below-batch", "train_gan.py",
                ("--output_dir=run", "--batch_size=32", "--examples_per_epoch=16"), 2,
                "error: --examples_per_epoch=16 is invalid: expected a whole number >= 32"),
