@@ -11,12 +11,15 @@ import json
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from distribute_worker import EVALUATION_CASES
 from distribute_worker import EVALUATION_SCALARS
+from gan_lib import evaluation
 from gan_lib import mnist_prep
 from metrics import evaluator as evaluator_lib
 from test_distribute import WORKER_SCRIPT
@@ -161,3 +164,25 @@ def test_invalid_images_on_one_worker_raise_on_both(runs):
   assert str(runs["worker0"]["invalid_error"]) == (
       "the generator returned invalid images on replicas [1] of another worker, whose log has "
       "the error")
+
+
+class EvaluatorWithoutStrategy:
+  """An evaluator double whose evaluate_generator takes no strategy, like gan_lib.search's wrapper."""
+
+  def __init__(self):
+    self.calls = []
+
+  def evaluate_generator(self, generator, num_samples, noise_dim=None, seed=0):
+    self.calls.append((generator, num_samples, noise_dim, seed))
+    return dict(inception_score=2.0, inception_score_std=0.1, frechet_distance=3.0,
+                kernel_distance=0.5, kernel_distance_std=0.05, precision=0.4, recall=0.6,
+                class_coverage=dict(num_classes_present=9, kl_from_uniform=0.2))
+
+
+def test_evaluate_model_omits_one_replica_strategy():
+  evaluator = EvaluatorWithoutStrategy()
+  model = types.SimpleNamespace(generator="raw", ema_generator="averaged", noise_dim=3)
+  row = evaluation.evaluate_model(evaluator, model, 20, seed=1, strategy=tf.distribute.get_strategy())
+  assert evaluator.calls == [("raw", 20, 3, 1), ("averaged", 20, 3, 1)]
+  assert row["frechet_distance"] == 3.0
+  assert row["ema_classes_present"] == 9.0
