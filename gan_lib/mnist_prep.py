@@ -294,6 +294,33 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
 # pylint: enable=protected-access
 
 
+class _TruncationCheckingReader:
+  """File wrapper that reports a pickle that ends early as the C unpickler does.
+
+  pickle's pure-Python unpickler accepts a short read and fails later with
+  varying messages. The C unpickler raises UnpicklingError("pickle data was
+  truncated") at once, or EOFError("Ran out of input") for an empty stream.
+  """
+
+  def __init__(self, file_obj: BinaryIO):
+    self._file = file_obj
+    self._read_any = False
+
+  def read(self, size: int | None = -1) -> bytes:
+    data = self._file.read(size)
+    if size is not None and 0 <= len(data) < size:
+      if not self._read_any and not data:
+        raise EOFError("Ran out of input")
+      raise pickle.UnpicklingError("pickle data was truncated")
+    self._read_any = self._read_any or bool(data)
+    return data
+
+  def readline(self, size: int | None = -1) -> bytes:
+    line = self._file.readline(size)
+    self._read_any = self._read_any or bool(line)
+    return line
+
+
 def _as_plain_arrays(value, depth: int = 0, converted: dict | None = None):
   """Return `value` with every _PickledArray in it replaced by an ndarray view.
 
@@ -397,7 +424,8 @@ def restricted_pickle_load(file_obj: BinaryIO, *, source_name: str | None = None
       more than 512 MiB.
   """
   name = source_name or str(getattr(file_obj, "name", "<pickle stream>"))
-  unpickler = _NumpyOnlyUnpickler(file_obj, source_name=name)
+  unpickler = _NumpyOnlyUnpickler(_TruncationCheckingReader(file_obj),
+                                  source_name=name)
   try:
     return _as_plain_arrays(unpickler.load())
   except MnistSourceError:
