@@ -314,9 +314,10 @@ def _keep_if_best(row, model, best_frechet_distance, best_saver, paths, epoch, s
   """Saves a best checkpoint and best.json when this epoch's Frechet distance is the lowest.
 
   The distance compared is the averaged generator's when the model keeps one.
-  Only the chief evaluates, so `row` has the scores on the chief alone. Every
-  worker must call this, because the chief's distance is broadcast to the
-  others and every worker saves the best checkpoint. `last_checkpoint` is named
+  Every worker evaluates and gets the same scores, but the chief's distance is
+  still broadcast, so an evaluator that scores on the chief alone works too.
+  Every worker must call this, because of that broadcast and because every
+  worker saves the best checkpoint. `last_checkpoint` is named
   in the error raised when a write fails.
   """
   chief = distribute.is_chief(strategy)
@@ -424,8 +425,9 @@ def train(config, pipeline=None, epoch_callback=None, evaluator=None, strategy=N
       on the chief only; its float values join that epoch's JSON Lines row and
       summaries.
     evaluator: a `metrics.evaluator.Evaluator` for the evaluations that
-      `config.eval_every` asks for, run on the chief only; None builds one
-      against the MNIST test split.
+      `config.eval_every` asks for, run on every worker, each scoring its
+      replicas' share of the samples; None builds one against the MNIST test
+      split.
     strategy: the `tf.distribute.Strategy` to train under; None builds the one
       `config.strategy` names. Create a "multi_worker" strategy with
       `distribute.make_strategy` before any TensorFlow op, which includes
@@ -500,7 +502,8 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
         ema_decay=config.ema_decay or None)
   # The generator whose samples, best checkpoint and SavedModel the run keeps.
   output_generator = model.ema_generator or model.generator
-  if chief and config.eval_every and evaluator is None:
+  # Every worker evaluates, because the evaluation is split over all replicas.
+  if config.eval_every and evaluator is None:
     from metrics import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
     evaluator = evaluator_lib.Evaluator(data_dir=config.data_dir)
   step_function = train_step.make_train_step(
@@ -662,18 +665,20 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
       evaluated = config.eval_every and (
           epoch % config.eval_every == 0 or epoch == config.epochs)
       resume_advice = _resume_advice(last_checkpoint)
+      if evaluated:
+        # Every worker calls this: each generates and classifies its replicas'
+        # share of the images, and all get the same scores from a gather.
+        row.update(evaluation.evaluate_model(
+            evaluator, model, config.eval_samples, seed=config.seed, strategy=strategy))
       if chief:
-        # Sampling, evaluation and the callback run no collective operation, so
-        # the other workers go on and wait at the next one.
+        # Sampling and the callback run no collective operation, so the other
+        # workers go on and wait at the next one.
         grid = images.image_grid(output_generator(fixed_noise, training=False).numpy())
         with io_utils.reporting_write_errors("the sample PNG", paths.sample_png(epoch),
                                              resume_advice):
           images.write_png(paths.sample_png(epoch), grid)
         tf.summary.image("samples", grid[None, :, :, None], step=step)
         tf.summary.scalar("train/steps_per_second", steps_per_second, step=step)
-        if evaluated:
-          row.update(evaluation.evaluate_model(
-              evaluator, model, config.eval_samples, seed=config.seed))
         if epoch_callback is not None:
           row.update(epoch_callback(model, epoch))
         for name, value in row.items():
