@@ -36,10 +36,10 @@ from gan_lib import config as config_lib
 flags.DEFINE_string("output_dir", "runs/dcgan", "Folder for checkpoints, samples, logs and "
                     "the SavedModel; training resumes from a checkpoint found there.")
 flags.DEFINE_integer("epochs", 50, "Passes over the 60,000-image train split.")
-flags.DEFINE_integer("batch_size", 256, "Images per train step over all replicas; a "
+flags.DEFINE_integer("batch_size", 32, "Images per train step over all replicas; a "
                      "multiple of the number of replicas.")
-flags.DEFINE_integer("noise_dim", 100, "Size of the generator's noise vector.")
-flags.DEFINE_float("learning_rate", 2e-4, "Adam step size of both networks, in (0, 1).")
+flags.DEFINE_integer("noise_dim", 128, "Size of the generator's noise vector.")
+flags.DEFINE_float("learning_rate", 5e-4, "Adam step size of both networks, in (0, 1).")
 flags.DEFINE_float("beta1", 0.5, "Adam first-moment decay, in [0, 1).")
 flags.DEFINE_float("beta2", 0.999, "Adam second-moment decay, in [0, 1).")
 flags.DEFINE_integer("width", 64, "Channel width of both networks.")
