@@ -27,7 +27,6 @@ import pytest
 from gan_lib import config as config_lib
 from gan_lib import data
 from gan_lib import io_utils
-from gan_lib import mnist_prep
 from gan_lib import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,22 +83,6 @@ def _leftovers(folder):
 
 def _weights(result):
   return [variable.numpy() for variable in result.model.variables]
-
-
-@pytest.fixture(scope="module")
-def tiny_data_dir(tmp_path_factory):
-  """A TFDS data dir with a 96-image train split and a 20-image test split."""
-  folder = tmp_path_factory.mktemp("tiny_mnist")
-  rng = np.random.default_rng(0)
-  source = folder / "mnist.npz"
-  np.savez(source,
-           x_train=rng.integers(0, 256, size=(96, 28, 28), dtype=np.uint8),
-           y_train=rng.integers(0, 10, size=96).astype(np.uint8),
-           x_test=rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8),
-           y_test=np.arange(20, dtype=np.uint8) % 10)
-  data_dir = folder / "tfds"
-  mnist_prep.prepare_mnist(str(source), str(data_dir), expected=None)
-  return str(data_dir)
 
 
 @pytest.fixture(scope="module")

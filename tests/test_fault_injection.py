@@ -23,7 +23,6 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from gan_lib import mnist_prep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "examples", "train_gan.py")
@@ -31,22 +30,6 @@ TRAIN_FLAGS = ["--epochs=3", "--batch_size=16", "--width=4", "--noise_dim=8", "-
                "--eval_every=0", "--checkpoint_every=2", "--precision=float32",
                "--jit_compile=false"]
 KILL_COUNT = int(os.environ.get("GAN_LIB_FAULT_KILLS", "3"))
-
-
-@pytest.fixture(scope="module")
-def tiny_data_dir(tmp_path_factory):
-  """A TFDS data dir with a 96-image train split and a 20-image test split."""
-  folder = tmp_path_factory.mktemp("tiny_mnist")
-  rng = np.random.default_rng(0)
-  source = folder / "mnist.npz"
-  np.savez(source,
-           x_train=rng.integers(0, 256, size=(96, 28, 28), dtype=np.uint8),
-           y_train=rng.integers(0, 10, size=96).astype(np.uint8),
-           x_test=rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8),
-           y_test=np.arange(20, dtype=np.uint8) % 10)
-  data_dir = folder / "tfds"
-  mnist_prep.prepare_mnist(str(source), str(data_dir), expected=None)
-  return str(data_dir)
 
 
 def _command(output_dir, data_dir):
