@@ -53,7 +53,7 @@ class TrainConfig:
     examples_per_epoch: images in one epoch (None: the whole training split). A
       shorter epoch takes the first `examples_per_epoch // batch_size` batches of
       that epoch's shuffled order, so samples, evaluations, checkpoints and the
-      pruning of search trials come more often; each epoch still draws from
+      pruning of search trials come more often. Each epoch still draws from
       all the images.
     keep_checkpoints: how many recent checkpoints to keep.
     summary_every: steps between TensorBoard loss summaries.
