@@ -22,20 +22,23 @@ flags.DEFINE_float("target", None, "Frechet distance to reach; default: the high
 flags.DEFINE_string("output_json", None, "Also write the comparison to this JSON file.")
 
 
-def _check_flags():
+def _flag_error():
+  """Returns a one-line error for the first invalid flag, or None."""
   if not flags.FLAGS.sweeps:
-    sys.exit("error: --sweeps is missing: expected sweep folders, e.g. --sweeps=runs/a,runs/b")
+    return "--sweeps is missing: expected sweep folders, e.g. --sweeps=runs/a,runs/b"
   for folder in flags.FLAGS.sweeps:
+    if not os.path.isdir(folder):
+      return f"--sweeps entry {folder!r} is invalid: no such folder"
     if not os.path.isfile(os.path.join(folder, "study.json")):
-      sys.exit(f"error: --sweeps entry {folder!r} is invalid: it has no study.json, expected a "
-               "folder written by examples/sweep.py")
+      return (f"--sweeps entry {folder!r} is invalid: it has no study.json, expected a folder "
+              "written by examples/sweep.py")
   target = flags.FLAGS.target
   if target is not None and not (math.isfinite(target) and target >= 0):
-    sys.exit(f"error: --target={target!r} is invalid: expected a finite number >= 0")
+    return f"--target={target!r} is invalid: expected a finite number >= 0"
   output_json = flags.FLAGS.output_json
   if output_json is not None and os.path.isdir(output_json):
-    sys.exit(f"error: --output_json={output_json!r} is invalid: it is a folder, expected a file "
-             "path")
+    return f"--output_json={output_json!r} is invalid: it is a folder, expected a file path"
+  return None
 
 
 def _summary(folder, costs, target):
@@ -80,7 +83,10 @@ def _format_table(rows):
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}; every setting is a --flag")
-  _check_flags()
+  error = _flag_error()
+  if error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
   import optuna  # pylint: disable=g-import-not-at-top
   from gan_lib import io_utils  # pylint: disable=g-import-not-at-top
   from gan_lib import sweep_cost  # pylint: disable=g-import-not-at-top

@@ -24,7 +24,7 @@ from metrics import validation
 flags.DEFINE_string("generator", None, "SavedModel folder or training output folder of the "
                     "generator to evaluate.")
 flags.DEFINE_integer("num_samples", 10_000, "Number of images to generate and score, at least 10.")
-flags.DEFINE_string("output_json", None, "Path of the JSON file to write the metrics to.")
+flags.DEFINE_string("output_json", None, "Path of the JSON file to write the metrics to; required.")
 flags.DEFINE_string("data_dir", None, "TFDS data dir holding (or to receive) the prepared mnist "
                     "data set; default: TFDS's own.")
 flags.DEFINE_integer("batch_size", 500, "Images generated per step; it changes memory use, not "

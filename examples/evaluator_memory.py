@@ -84,6 +84,8 @@ def _check_flags():
       return f"--{name}={getattr(values, name)} is invalid: expected a whole number >= 1"
   if values.warmup_samples < _MIN_SAMPLES:
     return f"--warmup_samples={values.warmup_samples} is invalid: expected at least {_MIN_SAMPLES}"
+  if values.output_json and os.path.isdir(values.output_json):
+    return f"--output_json={values.output_json!r} is invalid: it is a folder, expected a file path"
   return None
 
 

@@ -461,6 +461,31 @@ def train(config, pipeline=None, epoch_callback=None, evaluator=None, strategy=N
     return _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch_dir)
 
 
+# Settings a run cannot change when it resumes: they set the variables' shapes
+# or the steps of an epoch, which the checkpoint and its step counter rely on.
+RESUME_FIXED_FIELDS = ("noise_dim", "width", "batch_size", "examples_per_epoch")
+
+
+def check_resume_config(paths, config):
+  """Raises ConfigError if `config` changes a fixed setting of the run it would resume.
+
+  A folder without a checkpoint has nothing to resume, so any setting goes.
+  """
+  if not os.path.exists(paths.config) or tf.train.latest_checkpoint(paths.checkpoints) is None:
+    return
+  with open(paths.config, encoding="utf-8") as file:
+    try:
+      stored = json.load(file)
+    except json.JSONDecodeError:
+      return  # An unreadable config.json is rewritten; the checkpoint restore still checks shapes.
+  for name in RESUME_FIXED_FIELDS:
+    if name in stored and stored[name] != getattr(config, name):
+      raise config_lib.ConfigError(
+          f"--{name}={getattr(config, name)!r} is invalid: the run in {config.output_dir} was "
+          f"started with {name}={stored[name]!r} and resumes from its checkpoint; use that "
+          "value, or another --output_dir to start a new run")
+
+
 def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch_dir):
   """Runs `train` on the chief, which holds the output folder's lock, or on another worker.
 
@@ -470,6 +495,7 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
   chief = scratch_dir is None
   paths = OutputPaths(config.output_dir)
   if chief:
+    check_resume_config(paths, config)
     with io_utils.reporting_write_errors("the output folder", paths.root):
       paths.make_folders()
     with io_utils.reporting_write_errors("the run configuration", paths.config):

@@ -109,5 +109,11 @@ def test_script_prints_cost_to_common_target(tmp_path):
 
 def test_script_rejects_folder_that_is_not_a_sweep(tmp_path):
   completed = _run_script(f"--sweeps={tmp_path}")
-  assert completed.returncode == 1
+  assert completed.returncode == 2
   assert "has no study.json" in completed.stderr
+
+
+def test_script_rejects_missing_folder(tmp_path):
+  completed = _run_script(f"--sweeps={tmp_path / 'missing'}")
+  assert completed.returncode == 2
+  assert "is invalid: no such folder" in completed.stderr

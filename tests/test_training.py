@@ -257,3 +257,14 @@ def test_short_epochs_evaluate_and_resume_like_a_straight_run(tiny_images, tmp_p
   assert resumed.step == 4
   for a, b in zip(_weights(straight), _weights(resumed)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_resume_with_other_width_is_rejected(tiny_images, tmp_path):
+  _train(tiny_images, tmp_path, epochs=1)
+  stored = (tmp_path / "config.json").read_text()
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"--width=8 is invalid: the run in .* was started with width=4"):
+    _train(tiny_images, tmp_path, epochs=2, width=8)
+  assert (tmp_path / "config.json").read_text() == stored
+  resumed = _train(tiny_images, tmp_path, epochs=2)
+  assert resumed.epoch == 2
