@@ -69,7 +69,7 @@ def trial_costs(study, sweep_dir):
 
   Args:
     study: an `optuna.Study` written by `gan_lib.search`.
-    sweep_dir: the sweep's output folder, which holds the trials' folders.
+    sweep_dir: the sweep's output folder, which contains the trials' folders.
   """
   costs = []
   for trial in sorted(study.get_trials(deepcopy=False), key=lambda trial: trial.number):

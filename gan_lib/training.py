@@ -593,6 +593,7 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
     rollbacks = int(rollback_count)
     message = (f"non-finite values at step {bad_step}: {description}; last good checkpoint: "
                f"{last_checkpoint or 'none'}")
+
     if config.on_non_finite == "stop":
       restart_point = "that checkpoint" if last_checkpoint else "the initial weights"
       raise NonFiniteLossError(
@@ -604,12 +605,14 @@ def _run_training(config, pipeline, epoch_callback, evaluator, strategy, scratch
           f"{message}; stopped after {rollbacks} rollbacks (--max_rollbacks="
           f"{config.max_rollbacks}). Raise --max_rollbacks to allow more, or start a new run "
           "with a lower --learning_rate", bad_step, last_checkpoint, rollbacks)
+
     # NOTE: rollback is tested on one device only. Under a multi-worker strategy
-    # every worker sees the same NaN, because losses are reduced and variables
+    # every worker gets the same NaN, because losses are reduced and variables
     # mirrored, and restores the chief's checkpoint from the shared folder.
     old_rate, new_rate = roll_back(checkpoint, last_checkpoint, model,
                                    config.rollback_learning_rate_factor)
     rollback_count.assign(rollbacks + 1)
+
     step = int(model.step.numpy())
     epoch = int(epoch_variable)
     epoch_rows = [row for row in epoch_rows if row["epoch"] <= epoch]

@@ -59,7 +59,7 @@ def test_batch_larger_than_data_is_rejected(tiny_images):
     data.EpochPipeline.from_array(tiny_images, batch_size=65, seed=0)
 
 
-def test_short_epoch_is_the_start_of_the_full_epoch(tiny_images):
+def test_short_epoch_is_epoch_prefix(tiny_images):
   pipeline = data.EpochPipeline.from_array(tiny_images, batch_size=8, seed=5)
   assert pipeline.steps_for(None) == 8
   assert pipeline.steps_for(20) == 2

@@ -66,7 +66,7 @@ def test_costs_count_images_of_every_finished_trial(tmp_path):
   assert sweep_cost.cost_to_reach(costs, 39.0) is None
 
 
-def test_batch_size_comes_from_trial_config_when_not_searched(tmp_path):
+def test_batch_size_from_trial_config(tmp_path):
   folder = tmp_path / "sweep"
   folder.mkdir()
   (folder / "study.json").write_text(json.dumps({"study_name": "fixed"}))

@@ -241,7 +241,7 @@ def test_samples_and_export_use_averaged_generator(tiny_images, tmp_path):
   assert not np.allclose(served, raw, atol=1e-4)
 
 
-def test_short_epochs_evaluate_and_resume_like_a_straight_run(tiny_images, tmp_path):
+def test_short_epochs_resume_exactly(tiny_images, tmp_path):
   # 64 images at batch 16: an epoch of 32 images is 2 steps.
   evaluator = _ScriptedEvaluator([5.0, 4.0, 3.0, 2.0])
   straight = _train(tiny_images, tmp_path / "straight", evaluator=evaluator, epochs=2,
